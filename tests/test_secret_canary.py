@@ -43,10 +43,22 @@ SCRIPT = textwrap.dedent("""
     print('config:', cfg, 'key:', key, repr(key), f'{key}')
     logging.getLogger('quantsage.test').info('connecting with key %s (%r)', key, key)
     logging.getLogger('ccxt.base').debug('request headers X-MBX-APIKEY: %s', key.reveal())   # a client library's debug line
+    try: raise ConnectionError(f'401 Unauthorized for apiKey={key.reveal()}')
+    except ConnectionError: logging.getLogger('ccxt').exception('request failed')        # traceback holds the key
+    from quantsage.bus import EventBus
+    from quantsage.events import Topic, MarketDataEvent
+    bus, failures = EventBus(), []
+    def venue_call(ev): raise PermissionError(f'venue rejected key {key.reveal()}')
+    bus.subscribe(Topic.MARKET_DATA, venue_call); bus.subscribe(Topic.SYSTEM, failures.append)
+    bus.publish(MarketDataEvent('BTC/USDT', '1h', 1., 2., .5, 1.5, 1., T, T))
+    assert len(failures) == 1
     with Store(cfg.db.url, cfg=cfg) as st:
         st.write_events([SystemEvent('info', f'venue key is {key}', T, T, data={'key': str(key)})], run_id=f'{key!r}')
+        st.write_events(failures, run_id='bus-failures')                                   # message + traceback quoted the key
+        st.write_events([SystemEvent('info', 'careless: ' + key.reveal(), T, T, data={'raw': key.reveal()})])
         try: st.write_events([RiskAlertEvent('system', 'r', 'info', 'm', T, T, data={'key': key})])
         except Exception as e: print('refused:', e)
+        assert len(st.read_table('system_events')) == 3
 """)
 
 def test_canary_never_leaks(project):
@@ -57,7 +69,8 @@ def test_canary_never_leaks(project):
     assert 'refused: write_events: nothing was written' in r.stdout
     assert "Secret('BINANCE_API_KEY', '***')" in r.stdout
     assert CANARY not in r.stdout + r.stderr
-    assert log.read_text().count('***') >= 2 and 'connecting with key' in log.read_text()
+    assert log.read_text().count('***') >= 3 and 'connecting with key' in log.read_text()
+    assert 'ConnectionError: 401 Unauthorized for apiKey=***' in log.read_text()
     db = project/'data'/'quantsage.sqlite'
     assert db.exists()
     assert leaks([project/'data', log]) == []

@@ -61,3 +61,31 @@ def test_two_processes_writing_the_same_file(tmp_path):
     assert st.datasets().bars.tolist() == [2000, 2000]
     st.close()
     assert integrity(path) == 'ok'
+
+def test_nested_store_calls_are_refused_not_run(tmp_path):
+    "A store call inside store.begin() would open a second copy of SQLite on the file: refused, data intact."
+    import asyncio, pytest
+    from quantsage.core import StorageError
+    path = tmp_path/'n.sqlite'
+    st = Store(f"sqlite:///{path}")
+    st.write_bars(synth_bars(10, freq='1h'), 'A', '1h')
+    T = pd.Timestamp('2024-01-01', tz='UTC')
+    with pytest.raises(StorageError, match='store call made while this thread already has the store open'):
+        with st.begin() as c:
+            c.exec_driver_sql("INSERT INTO signals (run_id, ts_event, ts_init, strategy_id, symbol, direction, confidence, reason) "
+                              "VALUES ('r', 0, 0, 's', 'A', 'long', 0.5, '')")
+            st.write_bars(synth_bars(10, seed=2, freq='1h'), 'B', '1h')
+    assert st.read_table('signals').empty                                 # the outer transaction rolled back
+    assert st.datasets().symbol.tolist() == ['A']
+    async def two_tasks():
+        async def holder():
+            with st.connect() as c:
+                await asyncio.sleep(0.05)                                     # holds the store across an await
+                return c.exec_driver_sql('SELECT count(*) FROM market_data').scalar()
+        async def other():
+            await asyncio.sleep(0.01); return st.read_bars('A', '1h')
+        return await asyncio.gather(holder(), other(), return_exceptions=True)
+    held, other = asyncio.run(two_tasks())
+    assert held == 10 and isinstance(other, StorageError)
+    st.close()
+    assert integrity(path) == 'ok'

@@ -160,3 +160,22 @@ def test_store_refuses_foreign_database(tmp_path):
     import sqlite3
     c = sqlite3.connect(tmp_path/'foreign.sqlite'); c.execute('CREATE TABLE trades (x int)'); c.commit(); c.close()
     with pytest.raises(SchemaVersionError, match='no schema_version'): Store(f"sqlite:///{tmp_path}/foreign.sqlite")
+
+def test_write_events_is_one_transaction_with_bars(store):
+    bar = MarketDataEvent('SOL/USDT', '1h', 1., 2., .5, 1.5, 3., T, T)
+    with pytest.raises(StorageError, match=r"nothing was written: .*cannot store as JSON: value\['o'\] is a object"):
+        store.write_events([bar, SystemEvent('info', 'x', T, T, data={'o': object()})])
+    assert store.datasets().empty
+    store.write_events([MarketDataEvent('AAPL', '1d', 1., 2., .5, 1.5, 3., T, T, asset_type='stock')])
+    with pytest.raises(DataError, match='is stored as stock, not crypto'):
+        store.write_events([MarketDataEvent('BTC/USDT', '1h', 1., 2., .5, 1.5, 3., T, T),
+                            MarketDataEvent('AAPL', '1d', 1., 2., .5, 1.5, 3., T + pd.Timedelta(days=1), T)])
+    assert store.datasets().symbol.tolist() == ['AAPL']                   # the BTC bar of the refused batch is not kept
+    counts = store.write_events([MarketDataEvent('AAPL', '1d', 1., 2., .5, 1.5, 3., T, T, asset_type='stock'),        # identical: no change
+                                 MarketDataEvent('AAPL', '1d', 1., 2., .5, 1.6, 3., T + pd.Timedelta(days=1), T, asset_type='stock')])
+    assert counts == {'market_data': 1}
+
+def test_empty_range_is_float64(store):
+    store.write_bars(synth_bars(5), 'SPY', '1d', asset_type='stock')
+    empty = store.read_bars('SPY', '1d', start='2030-01-01')
+    assert empty.empty and list(empty.dtypes) == [np.dtype('float64')]*5
