@@ -1,0 +1,140 @@
+"""Loopback fake venues: small HTTP servers on 127.0.0.1 that speak the subset of a venue's REST API the real
+client libraries call, with a scripted fault plan per request and a request log for assertions.
+
+`FakeVenue` is the shared machinery (routing, faults, log); `FakeBinance` serves Binance spot market data
+(`/api/v3/exchangeInfo`, `/api/v3/klines`) from real bars. Order, balance and fills endpoints (the live
+issue) are added the same way: register a handler for (method, path) in `routes`.
+"""
+from __future__ import annotations
+import json, threading, time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, parse_qs
+import pandas as pd
+
+@dataclass
+class Fault:
+    "One scripted misbehaviour for the next matching request."
+    kind: str                              # status | hang | malformed | empty | short
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    body: str | None = None
+    seconds: float = 0.0
+    rows: int = 0
+    @classmethod
+    def http(cls, status, body=None, **headers): return cls('status', status=status, body=body, headers=headers)
+    @classmethod
+    def hang(cls, seconds): return cls('hang', seconds=seconds)
+    @classmethod
+    def malformed(cls): return cls('malformed')
+    @classmethod
+    def empty(cls): return cls('empty')
+    @classmethod
+    def short(cls, rows): return cls('short', rows=rows)
+
+@dataclass
+class Request:
+    t: float; method: str; path: str; query: dict
+
+class FakeVenue:
+    "A loopback HTTP venue: `routes[(method, path)] = handler(query, body) -> (status, payload)`; faults per path."
+    def __init__(self):
+        self.routes, self.faults, self.log, self._lock = {}, {}, [], threading.Lock()
+        venue = self
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_GET(self): venue._handle(self, 'GET')
+            def do_POST(self): venue._handle(self, 'POST')
+            def do_DELETE(self): venue._handle(self, 'DELETE')
+        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self): self._thread.start(); return self
+    def stop(self): self.server.shutdown(); self.server.server_close()
+    def __enter__(self): return self.start()
+    def __exit__(self, *exc): self.stop()
+
+    def plan(self, path, *faults):
+        "Queue faults for the next requests to `path` (one fault per request, in order)."
+        with self._lock: self.faults.setdefault(path, deque()).extend(faults)
+
+    def default_error_body(self, status): return ''
+
+    def requests(self, path=None):
+        return [r for r in self.log if path is None or r.path == path]
+
+    def _handle(self, h, method):
+        u = urlsplit(h.path)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        n = int(h.headers.get('Content-Length') or 0)
+        body = h.rfile.read(n).decode() if n else ''
+        with self._lock:
+            self.log.append(Request(time.monotonic(), method, u.path, q))
+            fault = self.faults.get(u.path, deque()).popleft() if self.faults.get(u.path) else None
+        if fault and fault.kind == 'hang': time.sleep(fault.seconds)
+        if fault and fault.kind == 'status':
+            return self._send(h, fault.status, fault.body if fault.body is not None else self.default_error_body(fault.status), fault.headers)
+        if fault and fault.kind == 'malformed': return self._send(h, 200, '{"oops": [1, 2,')
+        if fault and fault.kind == 'empty': return self._send(h, 200, '[]')
+        route = self.routes.get((method, u.path))
+        if route is None: return self._send(h, 404, json.dumps({'code': -1, 'msg': f'no route {method} {u.path}'}))
+        status, payload = route(q, body)
+        if fault and fault.kind == 'short' and isinstance(payload, list): payload = payload[:fault.rows]
+        self._send(h, status, json.dumps(payload))
+
+    def _send(self, h, status, text, headers=None):
+        data = text.encode()
+        try:
+            h.send_response(status)
+            h.send_header('Content-Type', 'application/json'); h.send_header('Content-Length', str(len(data)))
+            for k, v in (headers or {}).items(): h.send_header(k, str(v))
+            h.end_headers(); h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError): pass      # the client gave up (timeout): fine
+
+class FakeBinance(FakeVenue):
+    "Binance spot market data from real bars: `bars[symbol_id]` is an open-stamped OHLCV frame (UTC)."
+    INTERVALS = {'1m': 60_000, '5m': 300_000, '15m': 900_000, '1h': 3_600_000, '4h': 14_400_000, '1d': 86_400_000}
+
+    def __init__(self, bars: dict, now: pd.Timestamp | None = None):
+        super().__init__()
+        self.bars = {k: v for k, v in bars.items()}
+        self.now_ms = int((now or pd.Timestamp.now('UTC')).value // 1_000_000)
+        self.routes[('GET', '/api/v3/exchangeInfo')] = self._exchange_info
+        self.routes[('GET', '/api/v3/klines')] = self._klines
+
+    def default_error_body(self, status):
+        "What Binance sends with these statuses (ccxt maps -1003 to DDoSProtection, -1001 to OperationFailed)."
+        return {429: '{"code":-1003,"msg":"Too many requests; current limit is 6000 request weight per 1 MINUTE."}',
+                418: '{"code":-1003,"msg":"Way too many requests; IP banned."}',
+                503: '{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}',
+                500: '<html><body><h1>500 Internal Server Error</h1></body></html>'}.get(status, '')
+
+    def _exchange_info(self, q, body):
+        syms = []
+        for sid in self.bars:
+            base, quote = (sid[:-4], sid[-4:]) if sid.endswith('USDT') else (sid[:-3], sid[-3:])
+            syms.append({'symbol': sid, 'status': 'TRADING', 'baseAsset': base, 'quoteAsset': quote, 'baseAssetPrecision': 8,
+                         'quotePrecision': 8, 'permissionSets': [['SPOT']],
+                         'filters': [{'filterType': 'PRICE_FILTER', 'minPrice': '0.01', 'maxPrice': '1000000', 'tickSize': '0.01'},
+                                     {'filterType': 'LOT_SIZE', 'minQty': '0.00001', 'maxQty': '9000', 'stepSize': '0.00001'}]})
+        return 200, {'timezone': 'UTC', 'serverTime': self.now_ms, 'symbols': syms}
+
+    def _klines(self, q, body):
+        sid, interval = q.get('symbol'), q.get('interval')
+        if sid not in self.bars: return 400, {'code': -1121, 'msg': 'Invalid symbol.'}
+        step = self.INTERVALS.get(interval)
+        if step is None: return 400, {'code': -1120, 'msg': 'Invalid interval.'}
+        limit = min(int(q.get('limit', 500)), 1000)
+        df = self.bars[sid]
+        t = df.index.as_unit('ms').asi8
+        lo, hi = int(q.get('startTime', 0)), int(q.get('endTime', 2**62))
+        m = (t >= lo) & (t <= hi) & (t <= self.now_ms)          # the forming bar (open <= now < close) is included, as Binance does
+        rows = df[m].iloc[:limit]
+        out = []
+        for ts, r in zip(t[m][:limit], rows.itertuples(index=False)):
+            out.append([int(ts), repr(r.open), repr(r.high), repr(r.low), repr(r.close), repr(r.volume), int(ts) + step - 1,
+                        '0', 0, '0', '0', '0'])
+        return 200, out
