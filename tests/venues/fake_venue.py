@@ -138,3 +138,52 @@ class FakeBinance(FakeVenue):
             out.append([int(ts), repr(r.open), repr(r.high), repr(r.low), repr(r.close), repr(r.volume), int(ts) + step - 1,
                         '0', 0, '0', '0', '0'])
         return 200, out
+
+class FakeAlpaca(FakeVenue):
+    """Alpaca market data (`/v2/stocks/bars`) and the assets list (`/v2/assets`) from real daily bars.
+    `bars[symbol]` is a frame labelled with session dates (the shared US files); Alpaca stamps a daily bar at
+    midnight New York of its session, which is what this server sends. Pages hold at most `page_size` bars."""
+    def __init__(self, bars: dict, key='PKTESTKEY0001', secret='test-secret-0001', page_size=500):
+        super().__init__()
+        self.bars, self.key, self.secret, self.page_size = bars, key, secret, page_size
+        self.routes[('GET', '/v2/stocks/bars')] = self._bars
+        self.routes[('GET', '/v2/assets')] = self._assets
+        self.headers_seen = []
+        orig = self._handle
+        def _handle(h, method):
+            self.headers_seen.append((h.headers.get('APCA-API-KEY-ID'), h.headers.get('APCA-API-SECRET-KEY')))
+            if (h.headers.get('APCA-API-KEY-ID'), h.headers.get('APCA-API-SECRET-KEY')) != (self.key, self.secret):
+                with self._lock: self.log.append(Request(time.monotonic(), method, urlsplit(h.path).path, {}))
+                return self._send(h, 401, '{"code":40110000,"message":"request is not authorized"}')
+            return orig(h, method)
+        self._handle = _handle
+
+    def default_error_body(self, status):
+        return {429: '{"code":42910000,"message":"rate limit exceeded"}', 500: '{"code":50010000,"message":"internal server error"}',
+                503: '{"code":50310000,"message":"service unavailable"}', 504: '{"code":50410000,"message":"gateway timeout"}'}.get(status, '')
+
+    def _assets(self, q, body):
+        return 200, [{'id': f'00000000-0000-0000-0000-{i:012d}', 'class': 'us_equity', 'exchange': 'ARCA', 'symbol': s, 'name': s,
+                      'status': 'active', 'tradable': True, 'marginable': True, 'shortable': True, 'easy_to_borrow': True,
+                      'fractionable': True} for i, s in enumerate(sorted(self.bars))]
+
+    def _bars(self, q, body):
+        if q.get('timeframe') != '1Day': return 422, {'code': 42210000, 'message': f"this fake serves 1Day bars only, got {q.get('timeframe')}"}
+        out, token = {}, q.get('page_token')
+        syms = q.get('symbols', '').split(',')
+        bad = [s for s in syms if s not in self.bars]
+        if bad: return 422, {'code': 42210000, 'message': f"invalid symbol: {','.join(bad)}"}
+        lo, hi = pd.Timestamp(q['start']), pd.Timestamp(q.get('end', '2100-01-01T00:00:00Z'))
+        rows = []
+        for s in syms:
+            df = self.bars[s]
+            t = (pd.DatetimeIndex(df.index.tz_localize(None).normalize()).tz_localize('America/New_York').tz_convert('UTC'))
+            m = (t >= lo) & (t <= hi)
+            rows += [(s, ts, r) for ts, r in zip(t[m], df[m].itertuples(index=False))]
+        start = int(token) if token else 0
+        page = rows[start:start + min(self.page_size, int(q.get('limit', 10_000)))]
+        for s, ts, r in page:
+            out.setdefault(s, []).append({'t': ts.strftime('%Y-%m-%dT%H:%M:%SZ'), 'o': r.open, 'h': r.high, 'l': r.low, 'c': r.close,
+                                          'v': r.volume, 'n': 1, 'vw': r.close})
+        nxt = start + len(page)
+        return 200, {'bars': out, 'next_page_token': str(nxt) if nxt < len(rows) else None}
