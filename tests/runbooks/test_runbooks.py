@@ -1,0 +1,36 @@
+"""Every runbook runs under papermill with small parameters, as a scheduler would run it; a failing run exits
+with an error and leaves a readable error in the output notebook."""
+import sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RUNBOOKS = ROOT/'nbs'/'runbooks'
+sys.path.insert(0, str(ROOT/'tests'))
+
+def run(nb, out, **params):
+    import papermill as pm
+    return pm.execute_notebook(str(RUNBOOKS/nb), str(out), parameters=params, cwd=str(RUNBOOKS), kernel_name='python3', progress_bar=False)
+
+def test_collect_runbook_from_a_loopback_venue(tmp_path):
+    import pandas as pd
+    from venues.fake_venue import FakeBinance
+    from quantsage.testing import shared_data
+    from quantsage.data.store import Store
+    raw = pd.read_csv(shared_data('binance_ETHUSDT_1h.csv'), index_col='timestamp'); raw.index = pd.to_datetime(raw.index, utc=True)
+    url = f"sqlite:///{tmp_path}/rb.sqlite"
+    with FakeBinance({'ETHUSDT': raw}, now=pd.Timestamp('2026-01-01', tz='UTC')) as venue:
+        nb = run('collect.ipynb', tmp_path/'out.ipynb', source='ccxt:binance', base_url=venue.url, symbols=['ETH/USDT'],
+                 timeframe='1h', since='2024-01-01 01:00', end='2024-01-31 00:00', venue='binance', db_url=url)
+    assert not nb.metadata.papermill.exception
+    with Store(url) as st: assert st.bar_range('ETH/USDT', '1h', 'binance')[2] == 720
+    assert 'done: 720 bars inserted' in (tmp_path/'out.ipynb').read_text()
+
+def test_collect_runbook_failure_is_an_error_with_a_readable_record(tmp_path):
+    import papermill as pm
+    url = f"sqlite:///{tmp_path}/rb.sqlite"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run('collect.ipynb', tmp_path/'fail.ipynb', symbols=['NOPE/USDT'], db_url=url)
+    assert 'failed and stored nothing: NOPE/USDT' in str(e.value)
+    out = (tmp_path/'fail.ipynb').read_text()
+    assert 'An Exception was encountered at' in out and 'NOPE/USDT' in out
