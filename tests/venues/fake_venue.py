@@ -6,7 +6,7 @@ client libraries call, with a scripted fault plan per request and a request log 
 issue) are added the same way: register a handler for (method, path) in `routes`.
 """
 from __future__ import annotations
-import json, threading, time
+import json, re, threading, time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +41,7 @@ class FakeVenue:
     "A loopback HTTP venue: `routes[(method, path)] = handler(query, body) -> (status, payload)`; faults per path."
     def __init__(self):
         self.routes, self.faults, self.log, self._lock = {}, {}, [], threading.Lock()
+        self.pattern_routes = []            # (method, compiled regex of the path, handler(query, body, match))
         venue = self
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a): pass
@@ -80,6 +81,10 @@ class FakeVenue:
         if fault and fault.kind == 'malformed': return self._send(h, 200, '{"oops": [1, 2,')
         if fault and fault.kind == 'empty': return self._send(h, 200, '[]')
         route = self.routes.get((method, u.path))
+        if route is None:
+            for m, rx, handler in self.pattern_routes:
+                if m == method and (match := rx.fullmatch(u.path)):
+                    route = lambda q, body, handler=handler, match=match: handler(q, body, match); break
         if route is None: return self._send(h, 404, json.dumps({'code': -1, 'msg': f'no route {method} {u.path}'}))
         status, payload = route(q, body)
         if fault and fault.kind == 'short' and isinstance(payload, list): payload = payload[:fault.rows]
@@ -187,3 +192,67 @@ class FakeAlpaca(FakeVenue):
                                           'v': r.volume, 'n': 1, 'vw': r.close})
         nxt = start + len(page)
         return 200, {'bars': out, 'next_page_token': str(nxt) if nxt < len(rows) else None}
+
+class FakeKraken(FakeVenue):
+    """Kraken spot market data (`/0/public/AssetPairs`, `/0/public/Assets`, `/0/public/OHLC`) from real bars.
+    `bars['XXBTZUSD']` is an open-stamped frame. Kraken reports errors inside a 200 reply (`{"error": [...]}`);
+    OHLC returns up to 720 bars opening after `since` (seconds), the last one possibly still forming."""
+    def __init__(self, bars: dict, now: pd.Timestamp):
+        super().__init__()
+        self.bars, self.now_s = bars, int(now.value // 1_000_000_000)
+        self.routes[('GET', '/0/public/AssetPairs')] = lambda q, b: (200, {'error': [], 'result': {
+            pid: {'altname': pid[1:4] + pid[5:], 'wsname': f"{pid[1:4]}/{pid[5:]}", 'aclass_base': 'currency', 'base': pid[:4],
+                  'aclass_quote': 'currency', 'quote': pid[4:], 'pair_decimals': 1, 'lot_decimals': 8, 'cost_decimals': 5,
+                  'ordermin': '0.0001', 'costmin': '0.5', 'tick_size': '0.1', 'status': 'online',
+                  'fees': [[0, 0.26]], 'fees_maker': [[0, 0.16]], 'leverage_buy': [], 'leverage_sell': []} for pid in self.bars}})
+        self.routes[('GET', '/0/public/Assets')] = lambda q, b: (200, {'error': [], 'result': {
+            a: {'aclass': 'currency', 'altname': a[1:], 'decimals': 10, 'display_decimals': 5, 'status': 'enabled'}
+            for pid in self.bars for a in (pid[:4], pid[4:])}})
+        self.routes[('GET', '/0/public/OHLC')] = self._ohlc
+
+    def _ohlc(self, q, body):
+        pid = q.get('pair')
+        if pid not in self.bars: return 200, {'error': ['EQuery:Unknown asset pair'], 'result': {}}
+        step = int(q.get('interval', 1))*60
+        df = self.bars[pid]
+        t = df.index.as_unit('s').asi8
+        m = (t > int(q.get('since', 0))) & (t <= self.now_s)
+        rows = df[m].iloc[:720]
+        out = [[int(ts), repr(r.open), repr(r.high), repr(r.low), repr(r.close), repr(r.close), repr(r.volume), 1]
+               for ts, r in zip(t[m][:720], rows.itertuples(index=False))]
+        return 200, {'error': [], 'result': {pid: out, 'last': int(t[m][:720][-1]) if len(out) else int(q.get('since', 0))}}
+
+class FakeCoinbase(FakeVenue):
+    """Coinbase Advanced Trade public market data: `/api/v3/brokerage/market/products` and
+    `/api/v3/brokerage/market/products/{id}/candles` (newest first, at most 350, the forming candle included)."""
+    GRANULARITY = {'ONE_MINUTE': 60, 'FIVE_MINUTE': 300, 'FIFTEEN_MINUTE': 900, 'ONE_HOUR': 3600, 'ONE_DAY': 86400}
+
+    def __init__(self, bars: dict, now: pd.Timestamp):
+        super().__init__()
+        self.bars, self.now_s = bars, int(now.value // 1_000_000_000)
+        self.routes[('GET', '/api/v3/brokerage/market/products')] = self._products
+        ccys = sorted({c for pid in bars for c in pid.split('-')})
+        self.routes[('GET', '/v2/currencies')] = lambda q, b: (200, {'data': [{'id': c, 'name': c, 'min_size': '0.01'} for c in ccys if c in ('USD', 'EUR')]})
+        self.routes[('GET', '/v2/currencies/crypto')] = lambda q, b: (200, {'data': [{'code': c, 'name': c, 'exponent': 8, 'type': 'crypto'} for c in ccys if c not in ('USD', 'EUR')]})
+        self.routes[('GET', '/v2/exchange-rates')] = lambda q, b: (200, {'data': {'currency': 'USD', 'rates': {c: '1' for c in ccys}}})
+        self.pattern_routes.append(('GET', re.compile(r'/api/v3/brokerage/market/products/([A-Z0-9-]+)/candles'), self._candles))
+
+    def _products(self, q, body):
+        if q.get('product_type', 'SPOT') != 'SPOT': return 200, {'products': [], 'num_products': 0}
+        return 200, {'products': [{'product_id': pid, 'base_currency_id': pid.split('-')[0], 'quote_currency_id': pid.split('-')[1],
+                                   'base_increment': '0.00000001', 'quote_increment': '0.01', 'price_increment': '0.01',
+                                   'base_min_size': '0.00000001', 'base_max_size': '3400', 'quote_min_size': '1', 'quote_max_size': '150000000',
+                                   'status': 'online', 'trading_disabled': False, 'product_type': 'SPOT', 'alias_to': [],
+                                   'display_name': pid, 'base_display_symbol': pid.split('-')[0], 'quote_display_symbol': pid.split('-')[1]}
+                                  for pid in self.bars], 'num_products': len(self.bars)}
+
+    def _candles(self, q, body, match):
+        pid = match.group(1)
+        if pid not in self.bars: return 404, {'error': 'NOT_FOUND', 'message': 'ProductID is invalid'}
+        df = self.bars[pid]
+        t = df.index.as_unit('s').asi8
+        lo, hi = int(q.get('start', 0)), int(q.get('end', 2**40))
+        m = (t >= lo) & (t <= hi) & (t <= self.now_s)
+        rows = list(zip(t[m], df[m].itertuples(index=False)))[:350]
+        return 200, {'candles': [{'start': str(int(ts)), 'low': repr(r.low), 'high': repr(r.high), 'open': repr(r.open),
+                                  'close': repr(r.close), 'volume': repr(r.volume)} for ts, r in reversed(rows)]}
