@@ -252,6 +252,10 @@ class FakeCoinbase(FakeVenue):
         df = self.bars[pid]
         t = df.index.as_unit('s').asi8
         lo, hi = int(q.get('start', 0)), int(q.get('end', 2**40))
+        step = self.GRANULARITY.get(q.get('granularity', 'ONE_HOUR'), 3600)
+        if (hi - lo)//step > 350:
+            return 400, {'error': 'INVALID_ARGUMENT', 'error_details': 'number of candles requested should be less than 350',
+                         'message': 'number of candles requested should be less than 350'}
         m = (t >= lo) & (t <= hi) & (t <= self.now_s)
         rows = list(zip(t[m], df[m].itertuples(index=False)))[:350]
         return 200, {'candles': [{'start': str(int(ts)), 'low': repr(r.low), 'high': repr(r.high), 'open': repr(r.open),

@@ -104,3 +104,30 @@ def test_cli_collect_against_the_loopback_venue(binance, tmp_path):
     r = subprocess.run([exe, 'collect', '--source', 'ccxt:binance', '--base-url', binance.url, '--symbols', 'DOGE/USDT',
                         '--timeframe', '1h', '--since', '2024-02-28', '--no-progress', '--db-url', url], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and '1 symbol(s) failed and stored nothing: DOGE/USDT' in r.stderr
+
+def test_venue_that_stops_answering_before_the_end_is_an_error_not_a_short_history(binance):
+    waits = []
+    src = source(binance, waits)
+    binance.plan(KL, Fault.short(1000), Fault.empty(), Fault.empty(), Fault.empty())      # page 2 never comes
+    with pytest.raises(VenueError, match=r"the last bar received closes at 2024-02-11 16:00:00\+00:00, and nothing came after it although bars closing up to 2024-03-01 12:30"):
+        src.fetch('BTC/USDT', '1h', start='2024-01-01 01:00')
+    assert [r['error'] for r in src.retry_log] == ['EmptyPage', 'EmptyPage'] and waits == [.5, 1.]
+
+def test_a_hole_longer_than_a_page_is_stepped_over_and_reported_as_a_gap(real_hourly):
+    from .fake_venue import FakeBinance
+    btc = real_hourly['BTCUSDT']
+    holey = btc.drop(btc.loc['2024-01-10':'2024-02-20'].index)                            # 42 days = 1,008 missing hours > one page
+    with FakeBinance({'BTCUSDT': holey}, now=NOW) as v:
+        bars = source(v, []).fetch('BTC/USDT', '1h', start='2024-01-01 01:00')
+    from quantsage.data.validate import validate
+    rep = validate(bars, '1h', symbol='BTC/USDT', now=NOW)
+    assert len(bars) == 1452 - 1008 and rep['gap'].rows.missing_bars.tolist() == [1008]
+
+@pytest.mark.parametrize('status', [429, 418])
+def test_a_long_retry_after_fails_fast_instead_of_retrying_into_a_ban(binance, status):
+    waits = []
+    src = source(binance, waits)
+    binance.plan(KL, Fault.http(status, **{'Retry-After': '600'}))
+    with pytest.raises(VenueError, match=r"asks to wait 600 s \(Retry-After\), longer than the 120 s this policy allows"):
+        src.fetch('BTC/USDT', '1h', start='2024-02-01')
+    assert waits == [] and len(binance.requests(KL)) == 1
