@@ -34,3 +34,13 @@ def test_collect_runbook_failure_is_an_error_with_a_readable_record(tmp_path):
     assert 'failed and stored nothing: NOPE/USDT' in str(e.value)
     out = (tmp_path/'fail.ipynb').read_text()
     assert 'An Exception was encountered at' in out and 'NOPE/USDT' in out
+
+def test_config_overrides_are_papermill_parameters_and_checked(tmp_path):
+    import papermill as pm
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/via_config.sqlite"
+    run('collect.ipynb', tmp_path/'cfg.ipynb', config={'db': {'url': url}})
+    with Store(url) as st: assert st.bar_range('BTC/USDT', '1m', 'binance')[2] == 29      # closes 18:00 .. 18:28
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run('collect.ipynb', tmp_path/'bad.ipynb', config={'risk': {'position': {'max_position_pct': 5}}})
+    assert 'risk.position.max_position_pct must be a finite number > 0.0 and <= 1.0, got 5' in str(e.value)
