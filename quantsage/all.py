@@ -6,3 +6,8 @@ from .config import load_config, secret, Secret
 from .data.bars import check_bars, timeframe_delta, open_to_close
 from .data.store import Store
 from .data.samples import SAMPLES, sample_bars, load_samples
+from .data.validate import validate, clean
+from .data.sources import FileSource, read_bar_file
+from .data.ingest import ingest, import_file, collect
+from . import indicators
+from .features import FeaturePipeline, compute_features, forward_return, triple_barrier, walk_forward_splits

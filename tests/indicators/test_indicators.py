@@ -121,3 +121,17 @@ def test_bad_input_is_refused_or_documented_nan(btc):
     assert qi.adx(btc.high[:20], btc.low[:20], btc.close[:20]).adx.isna().all()        # shorter than 2n-1: all NaN
     with pytest.raises(ValueError, match='need fast < slow'): qi.macd(btc.close, 26, 12)
     with pytest.raises(ValueError, match='n must be an integer >= 2'): qi.bbands(btc.close, 1)
+
+@pytest.mark.parametrize('label, make, vec, args', STREAMS, ids=[s[0] for s in STREAMS])
+def test_streaming_state_survives_a_restart(btc, label, make, vec, args):
+    "Save the state half-way (through JSON, as a live session would), restore into a fresh object: identical output."
+    import json
+    b = btc.iloc[:500]
+    first = make()
+    cols = {'c': (b.close,), 'hlc': (b.high, b.low, b.close), 'cv': (b.close, b.volume), 'v': (b.volume,)}[args]
+    rows = list(zip(*(s.to_numpy().tolist() for s in cols)))
+    for r in rows[:250]: first.update(*r)
+    assert first.ready
+    second = make(); second.set_state(json.loads(json.dumps(first.get_state())))
+    a = np.array([first.update(*r) for r in rows[250:]], dtype=float); z = np.array([second.update(*r) for r in rows[250:]], dtype=float)
+    assert np.array_equal(a, z, equal_nan=True)
