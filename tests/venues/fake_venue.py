@@ -64,6 +64,10 @@ class FakeVenue:
 
     def default_error_body(self, status): return ''
 
+    def shorten(self, payload, rows):
+        "A short page: fewer rows than the venue has."
+        return payload[:rows] if isinstance(payload, list) else payload
+
     def requests(self, path=None):
         return [r for r in self.log if path is None or r.path == path]
 
@@ -87,7 +91,7 @@ class FakeVenue:
                     route = lambda q, body, handler=handler, match=match: handler(q, body, match); break
         if route is None: return self._send(h, 404, json.dumps({'code': -1, 'msg': f'no route {method} {u.path}'}))
         status, payload = route(q, body)
-        if fault and fault.kind == 'short' and isinstance(payload, list): payload = payload[:fault.rows]
+        if fault and fault.kind == 'short': payload = self.shorten(payload, fault.rows)
         self._send(h, status, json.dumps(payload))
 
     def _send(self, h, status, text, headers=None):
@@ -109,6 +113,7 @@ class FakeBinance(FakeVenue):
         self.now_ms = int((now or pd.Timestamp.now('UTC')).value // 1_000_000)
         self.routes[('GET', '/api/v3/exchangeInfo')] = self._exchange_info
         self.routes[('GET', '/api/v3/klines')] = self._klines
+        self.routes[('GET', '/api/v3/time')] = lambda q, b: (200, {'serverTime': self.now_ms})
 
     def default_error_body(self, status):
         "What Binance sends with these statuses (ccxt maps -1003 to DDoSProtection, -1001 to OperationFailed)."
@@ -167,6 +172,10 @@ class FakeAlpaca(FakeVenue):
         return {429: '{"code":42910000,"message":"rate limit exceeded"}', 500: '{"code":50010000,"message":"internal server error"}',
                 503: '{"code":50310000,"message":"service unavailable"}', 504: '{"code":50410000,"message":"gateway timeout"}'}.get(status, '')
 
+    def shorten(self, payload, rows):
+        "A cut-short reply: the first `rows` bars and no next page."
+        return {'bars': {k: v[:rows] for k, v in payload.get('bars', {}).items()}, 'next_page_token': None}
+
     def _assets(self, q, body):
         return 200, [{'id': f'00000000-0000-0000-0000-{i:012d}', 'class': 'us_equity', 'exchange': 'ARCA', 'symbol': s, 'name': s,
                       'status': 'active', 'tradable': True, 'marginable': True, 'shortable': True, 'easy_to_borrow': True,
@@ -209,6 +218,7 @@ class FakeKraken(FakeVenue):
             a: {'aclass': 'currency', 'altname': a[1:], 'decimals': 10, 'display_decimals': 5, 'status': 'enabled'}
             for pid in self.bars for a in (pid[:4], pid[4:])}})
         self.routes[('GET', '/0/public/OHLC')] = self._ohlc
+        self.routes[('GET', '/0/public/Time')] = lambda q, b: (200, {'error': [], 'result': {'unixtime': self.now_s, 'rfc1123': ''}})
 
     def _ohlc(self, q, body):
         pid = q.get('pair')
@@ -236,6 +246,8 @@ class FakeCoinbase(FakeVenue):
         self.routes[('GET', '/v2/currencies/crypto')] = lambda q, b: (200, {'data': [{'code': c, 'name': c, 'exponent': 8, 'type': 'crypto'} for c in ccys if c not in ('USD', 'EUR')]})
         self.routes[('GET', '/v2/exchange-rates')] = lambda q, b: (200, {'data': {'currency': 'USD', 'rates': {c: '1' for c in ccys}}})
         self.pattern_routes.append(('GET', re.compile(r'/api/v3/brokerage/market/products/([A-Z0-9-]+)/candles'), self._candles))
+        self.routes[('GET', '/v2/time')] = lambda q, b: (200, {'data': {'iso': pd.Timestamp(self.now_s, unit='s', tz='UTC').isoformat(),
+                                                                         'epoch': self.now_s}})
 
     def _products(self, q, body):
         if q.get('product_type', 'SPOT') != 'SPOT': return 200, {'products': [], 'num_products': 0}

@@ -77,9 +77,19 @@ def test_cli_collect_alpaca_with_keys_from_the_environment(alpaca, tmp_path):
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     env = {**os.environ, 'APCA_API_KEY_ID': KEY, 'APCA_API_SECRET_KEY': SECRET}
     r = subprocess.run([exe, 'collect', '--source', 'alpaca', '--base-url', alpaca.url, '--symbols', 'SPY,QQQ', '--timeframe', '1d',
-                        '--since', '2025-06-01', '--no-progress', '--db-url', url], capture_output=True, text=True, timeout=300, env=env)
+                        '--since', '2025-06-01', '--end', '2025-07-10', '--no-progress', '--db-url', url], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     assert SECRET not in r.stdout + r.stderr
     with Store(url) as st:
         d = st.datasets()
         assert d.symbol.tolist() == ['QQQ', 'SPY'] and d.bars.tolist() == [26, 26] and set(d.asset_type) == {'stock'}
+
+def test_empty_or_short_replies_are_errors_not_short_histories(alpaca):
+    src = source(alpaca, [])
+    alpaca.plan(BARS, Fault.http(200, '{"bars": {}, "next_page_token": null}'))
+    with pytest.raises(VenueError, match=r"bars stop at \(none\) although XNYS had sessions up to 2024-06-28"):
+        src.fetch('SPY', '1d', start='2024-06-01', end='2024-06-30')
+    alpaca.plan(BARS, Fault.short(5))
+    with pytest.raises(VenueError, match=r"bars stop at 2024-06-05 although XNYS had sessions up to 2024-06-28"):
+        src.fetch('SPY', '1d', start='2024-06-01', end='2024-06-30')
+    assert len(src.fetch('SPY', '1d', start='2024-06-01', end='2024-06-30')) == 19          # and a normal reply is fine

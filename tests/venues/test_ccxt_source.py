@@ -131,3 +131,10 @@ def test_a_long_retry_after_fails_fast_instead_of_retrying_into_a_ban(binance, s
     with pytest.raises(VenueError, match=r"asks to wait 600 s \(Retry-After\), longer than the 120 s this policy allows"):
         src.fetch('BTC/USDT', '1h', start='2024-02-01')
     assert waits == [] and len(binance.requests(KL)) == 1
+
+def test_a_fast_local_clock_cannot_close_the_forming_bar(binance):
+    ahead = NOW + pd.Timedelta(minutes=35)                                  # local clock says 13:05; the venue says 12:30
+    src = CCXTSource('binance', base_url=binance.url, clock=lambda: ahead, sleep=lambda s: None)
+    bars = src.fetch('BTC/USDT', '1h', start='2024-03-01 01:00')
+    assert bars.index[-1] == pd.Timestamp('2024-03-01 12:00', tz='UTC')        # not the 13:00 close: that bar is still forming
+    assert len(binance.requests('/api/v3/time')) == 1
