@@ -48,3 +48,12 @@ def test_splits_never_overlap_label_windows(n, train, test, horizon, embargo, ex
         if len(tr):
             assert t1.iloc[tr].max() < idx[max(te[0] - embargo, 0)] <= idx[te[0]]
             assert tr.max() < te.min()
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(50, 400), st.integers(5, 100), st.integers(5, 80), st.integers(1, 30), st.integers(0, 10), st.booleans())
+def test_splits_by_purge_count_never_overlap_label_windows(n, train, test, horizon, embargo, expanding):
+    "The path without t1: purge=horizon drops exactly the rows whose h-bar label reaches the test slice."
+    idx = pd.date_range('2024-01-01', periods=n, freq='1h', tz='UTC')
+    for tr, te in walk_forward_splits(idx, train, test, expanding=expanding, embargo=embargo, purge=horizon):
+        if len(tr):
+            assert tr.max() + horizon < te[0] - embargo                     # the label of the last training row ends before the embargo

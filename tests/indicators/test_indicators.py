@@ -19,12 +19,12 @@ def load(name):
 def btc():
     return load('binance_BTCUSDT_1h.csv')
 
-def close_enough(ours, ref, rtol, first=0):
+def close_enough(ours, ref, rtol, first=0, scale=None):
     "rtol relative to each value, with an absolute floor at rtol x the series' typical size (for values crossing 0)."
     ours, ref = np.asarray(ours, float)[first:], np.asarray(ref, float)[first:]
     assert np.array_equal(np.isnan(ours), np.isnan(ref)), f"NaN positions differ, first at {np.argmax(np.isnan(ours) != np.isnan(ref)) + first}"
     ok = ~np.isnan(ref)
-    scale = np.nanmedian(np.abs(ref[ok])) if ok.any() else 1.
+    if scale is None: scale = np.nanmedian(np.abs(ref[ok])) if ok.any() else 1.
     np.testing.assert_allclose(ours[ok], ref[ok], rtol=rtol, atol=rtol*scale)
 
 def talib_cases(b):
@@ -109,8 +109,38 @@ def test_no_lookahead_any_change_after_t_changes_nothing_up_to_t(btc):
             a = np.asarray(fn(b), float).reshape(len(b), -1)[:t+1]; z = np.asarray(fn(changed), float).reshape(len(b), -1)[:t+1]
             assert np.array_equal(a, z, equal_nan=True), f"indicator {i} changed before t={t}"
         for label, make, _, args in STREAMS:
-            a, z = stream(make, b.iloc[:t+1], args), stream(make, changed, args)[:t+1]
+            a, z = stream(make, b, args)[:t+1], stream(make, changed, args)[:t+1]       # both streams see the whole series
             assert np.array_equal(a, z, equal_nan=True), f"streaming {label} changed before t={t}"
+
+def test_bad_input_is_refused_in_both_forms(btc):
+    b = btc.iloc[:60].copy()
+    neg = b.copy(); neg.iloc[30, :4] = -1.
+    for fn in (lambda x: qi.rsi(x.close), lambda x: qi.macd(x.close), lambda x: qi.bbands(x.close), lambda x: qi.zscore(x.close),
+               lambda x: qi.atr(x.high, x.low, x.close), lambda x: qi.adx(x.high, x.low, x.close), lambda x: qi.obv(x.close, x.volume)):
+        with pytest.raises(DataError, match='non-positive value -1.0'): fn(neg)
+    with pytest.raises(DataError, match='negative value'): qi.volume_ratio(b.volume*-1)
+    for label, make, _, args in STREAMS:
+        bad = b.copy(); bad.iloc[30, :] = np.nan
+        with pytest.raises(DataError, match='expected'): stream(make, bad, args)
+        if args != 'v' and label not in ('sma', 'ema'):                  # SMA/EMA average any finite series (volumes too)
+            with pytest.raises(DataError, match='expected'): stream(make, neg, args)
+    assert qi.log_returns(b.close.iloc[:0]).empty and qi.rolling_volatility(b.close.iloc[:0]).empty
+
+def test_flat_prices_and_zero_volume_agree_in_both_forms():
+    "Tick-like prices (repeated values, flat stretches) and runs of zero volume: same NaNs, same numbers."
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = 300
+        steps = rng.choice([-1, 0, 0, 0, 1], n)*0.01
+        close = 60000 + np.cumsum(steps)
+        close[100:160] = close[99]                                          # a flat hour
+        vol = rng.uniform(0, 2, n); vol[rng.random(n) < .4] = 0.; vol[200:240] = 0.
+        idx = pd.date_range('2024-01-01', periods=n, freq='1min', tz='UTC')
+        b = pd.DataFrame({'open': close, 'high': close + .01, 'low': close - .01, 'close': close, 'volume': vol}, index=idx)
+        for label, make, vec, args in STREAMS:
+            want = np.asarray(vec(b), dtype=float).reshape(n, -1)
+            # MACD is a difference of two price-level EMAs: on near-flat prices its digits are those of the prices
+            close_enough(stream(make, b, args), want, 1e-9, scale=60000. if label == 'macd' else None)
 
 def test_bad_input_is_refused_or_documented_nan(btc):
     c = btc.close.iloc[:100].copy()
