@@ -9,14 +9,13 @@ Run: .venv/bin/python bench/bench_store.py [--no-pg]
 """
 import os, sqlite3, sys, tempfile, time
 import numpy as np, pandas as pd
-from quantsage.data.bars import check_bars, open_to_close
+from quantsage.data.bars import check_bars
+from quantsage.data.sources import read_bar_file
 from quantsage.data.store import Store
 from quantsage.testing import shared_data, PostgresServer
 
 def load(name):
-    raw = pd.read_csv(shared_data(name), index_col='timestamp')
-    raw.index = pd.DatetimeIndex(pd.to_datetime(raw.index, format='%Y-%m-%dT%H:%M:%SZ', utc=True))
-    return check_bars(open_to_close(raw.astype('float64'), '1m'), name)
+    return check_bars(read_bar_file(shared_data(name), '1m'), name)
 
 FILES = {'BTC/USDT': load('binance_BTCUSDT_1m.csv'), 'ETH/USDT': load('binance_ETHUSDT_1m.csv')}
 SETS = [(f"{sym}#{k}", bars) for sym, bars in FILES.items() for k in range(4)]

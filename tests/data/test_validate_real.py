@@ -2,13 +2,11 @@
 written by whoever assembled the data, independently of this code)."""
 import pandas as pd, pytest
 from quantsage.data.validate import validate
-from quantsage.data.bars import open_to_close
+from quantsage.data.sources import read_bar_file
 from quantsage.testing import shared_data
 
 def shared_bars(name, tf, calendar=None):
-    raw = pd.read_csv(shared_data(name), index_col='timestamp')
-    raw.index = pd.DatetimeIndex(pd.to_datetime(raw.index, format='%Y-%m-%dT%H:%M:%SZ', utc=True))
-    return open_to_close(raw.astype('float64'), tf, calendar)
+    return read_bar_file(shared_data(name), tf, 'session' if calendar else 'open', calendar)
 
 # README: "27 gaps / 122 missing hours (identical in the ETH file)": open time of the first missing bar, bars missing
 OUTAGES = [('2018-01-04 04:00', 1), ('2018-02-08 01:00', 33), ('2018-06-26 02:00', 10), ('2018-06-27 13:00', 1), ('2018-07-04 01:00', 7),

@@ -3,7 +3,8 @@ import numpy as np, pandas as pd, pytest, sqlalchemy as sa
 from quantsage.core import DataError, StorageError, SchemaVersionError
 from quantsage.data import schema as S
 from quantsage.data.store import Store, UpsertResult
-from quantsage.data.bars import check_bars, open_to_close
+from quantsage.data.bars import check_bars
+from quantsage.data.sources import read_bar_file
 from quantsage.events import (OrderEvent, FillEvent, SignalEvent, RiskAlertEvent, SystemEvent, PerformanceMetricEvent,
                               PositionUpdateEvent, MarketDataEvent)
 from quantsage.config import Secret
@@ -13,9 +14,7 @@ T = pd.Timestamp('2024-01-02 11:00', tz='UTC')
 EVIL = "BTC/USDT'; DROP TABLE orders;--"
 
 def real_bars(name='binance_BTCUSDT_1h.csv', tf='1h'):
-    raw = pd.read_csv(shared_data(name), index_col='timestamp')
-    raw.index = pd.DatetimeIndex(pd.to_datetime(raw.index, format='%Y-%m-%dT%H:%M:%SZ', utc=True))
-    return check_bars(open_to_close(raw.astype('float64'), tf), name)
+    return check_bars(read_bar_file(shared_data(name), tf), name)
 
 def test_schema_created_with_every_table(store):
     with store.connect() as c: names = set(sa.inspect(c).get_table_names())
