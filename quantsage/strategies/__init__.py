@@ -1,0 +1,2 @@
+"Strategies: the contract and registry (`base`) and the built-in strategies, registered on import. Hand-written."
+from .base import Strategy, MarketView, STRATEGIES, register, get_strategy, make_strategy
