@@ -8,6 +8,13 @@ from .data.store import Store
 from .data.samples import SAMPLES, sample_bars, load_samples
 from .data.validate import validate, clean
 from .data.sources import FileSource, read_bar_file
+from .data.catalog import load_bars, open_source
 from .data.ingest import ingest, import_file, collect
 from . import indicators
 from .features import FeaturePipeline, compute_features, forward_return, triple_barrier, walk_forward_splits
+from .strategies import Strategy, STRATEGIES, register, get_strategy, SmaCross, MeanReversion, Momentum
+from .portfolio import Portfolio, FixedQuantity, PercentOfEquity
+from .risk import RiskManager, RiskCheck
+from .execution.costs import CostModel, BpsCommission, PerShareCommission, FixedBps, Spread, VolumeImpact
+from .engine.backtest import backtest, BacktestResult, check_no_lookahead, LookAheadError
+from .engine.metrics import criteria, periods_per_year
