@@ -1,0 +1,208 @@
+"""QuantSage's event-driven backtester against backtrader and backtesting.py, in one run, on the same real bars.
+
+Workloads (SMA crossover 10/30, next-open fills, no costs, one unit per trade, cash 10M):
+  * 1,000,000 one-minute bars: the real Binance BTC/USDT 1-minute file (130,708 bars) laid end to end 8 times, each
+    copy rescaled to start where the previous one ended (so the series is continuous; every bar is a real bar shape);
+  * the same at 10k and 100k bars for QuantSage (time per bar must stay flat);
+  * the Bollinger/z-score/RSI mean-reversion rule on the same 1M bars (QuantSage and backtesting.py);
+  * a multi-symbol run: the 9 adjusted US ETF/stock daily files plus BTC/USDT and ETH/USDT hourly, in one portfolio;
+  * drawing a 1,000,000-point equity curve (HoloViews + Bokeh, downsampled).
+
+Every engine runs in its own fresh process (so peak memory is that engine's alone: ru_maxrss of the process, data
+loading included). QuantSage runs in the project's .venv; the peers in their own environment, bench/.venv-peers,
+which this script creates and fills from bench/peers.txt (pinned; they are not QuantSage dependencies).
+QuantSage's figure is the replay itself (`BacktestResult.timing['run_s']`); data validation, a separate stage, is
+switched off here (check_data=False) and its cost printed on its own line. Peers are timed over their run() call.
+
+Run: .venv/bin/python bench/bench_engine.py [--backtrader-bars N] [--quick]
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np, pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = HERE/'.venv-peers'
+FAST, SLOW, CASH = 10, 30, 10_000_000.
+
+# ------------------------------------------------------------------------------------------------ data
+def one_minute_bars(n:int)->pd.DataFrame:
+    "n real 1-minute bars: the BTC/USDT file end to end, each copy rescaled to continue from the previous close."
+    from quantsage.data.sources import read_bar_file
+    from quantsage.testing import shared_data
+    base = read_bar_file(shared_data('binance_BTCUSDT_1m.csv'), '1m')
+    parts, scale, k = [], 1.0, 0
+    while sum(len(p) for p in parts) < n:
+        p = base.copy(); p[['open', 'high', 'low', 'close']] *= scale
+        p.index = base.index + k*len(base)*pd.Timedelta('1min')
+        parts.append(p); scale *= base.close.iloc[-1]/base.open.iloc[0]; k += 1
+    return pd.concat(parts).iloc[:n]
+
+def save(df:pd.DataFrame, path:Path):
+    np.savez(path, ts=df.index.asi8, **{c: df[c].to_numpy() for c in ('open', 'high', 'low', 'close', 'volume')})
+
+def load(path)->pd.DataFrame:
+    z = np.load(path)
+    return pd.DataFrame({c: z[c] for c in ('open', 'high', 'low', 'close', 'volume')},
+                        index=pd.DatetimeIndex(pd.to_datetime(z['ts'], unit='ns', utc=True), name='ts'))
+
+# ------------------------------------------------------------------------------------------------ workers
+def peak_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
+
+def run_quantsage(path, strategy):
+    from quantsage.engine.backtest import backtest
+    df = load(path)
+    params = dict(fast=FAST, slow=SLOW) if strategy == 'sma_cross' else {}
+    r = backtest(strategy, df, symbols='BTC/USDT', check_data=False, commission=0, slippage=0, quantity=1.0,
+                 initial_cash=CASH, progress=False, **params)
+    return dict(seconds=r.timing['run_s'], bars=len(df), trades=int(r.metrics['n_trades']), final=r.metrics['final_equity'],
+                peak_mb=peak_mb())
+
+def run_validate(path, _strategy):
+    from quantsage.data.validate import validate
+    df = load(path)
+    t = time.perf_counter(); validate(df, '1m', None, 'BTC/USDT'); sec = time.perf_counter() - t
+    return dict(seconds=sec, bars=len(df), peak_mb=peak_mb())
+
+def _sma(x, n): return pd.Series(x).rolling(n).mean().to_numpy()
+
+def run_backtesting(path, strategy):
+    import warnings
+    from backtesting import Backtest, Strategy
+    from backtesting.lib import crossover
+    df = load(path); df.index = df.index.tz_localize(None); df = df.rename(columns=str.capitalize)
+    if strategy == 'sma_cross':
+        class S(Strategy):
+            def init(self):
+                self.f = self.I(_sma, self.data.Close, FAST); self.s = self.I(_sma, self.data.Close, SLOW)
+            def next(self):
+                if crossover(self.f, self.s) and not self.position: self.buy(size=1)
+                elif crossover(self.s, self.f) and self.position: self.position.close()
+    else:
+        def bands(x, n=20, k=2.):
+            s = pd.Series(x); m = s.rolling(n).mean(); sd = s.rolling(n).std(ddof=0)
+            return m - k*sd, m, (s - m)/sd
+        def rsi(x, n=14):
+            d = pd.Series(x).diff(); up = d.clip(lower=0).ewm(alpha=1/n, adjust=False).mean(); dn = (-d.clip(upper=0)).ewm(alpha=1/n, adjust=False).mean()
+            return (100 - 100/(1 + up/dn)).to_numpy()
+        class S(Strategy):
+            def init(self):
+                self.lo, self.mid, self.z = self.I(bands, self.data.Close); self.r = self.I(rsi, self.data.Close)
+            def next(self):
+                c = self.data.Close[-1]
+                if not self.position:
+                    if c < self.lo[-1] and self.z[-1] < -2 and self.r[-1] < 40: self.buy(size=1)
+                else:
+                    e = self.trades[0].entry_price
+                    if c <= e*0.98 or c >= e*1.04 or c >= self.mid[-1]: self.position.close()
+    bt = Backtest(df, S, cash=CASH, commission=0, finalize_trades=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        t = time.perf_counter(); st = bt.run(); sec = time.perf_counter() - t
+    return dict(seconds=sec, bars=len(df), trades=int(st['# Trades']), final=float(st['Equity Final [$]']), peak_mb=peak_mb())
+
+def run_backtrader(path, strategy):
+    import backtrader as bt
+    df = load(path); df.index = df.index.tz_localize(None)
+    class S(bt.Strategy):
+        def __init__(self):
+            self.x = bt.indicators.CrossOver(bt.indicators.SMA(self.data.close, period=FAST), bt.indicators.SMA(self.data.close, period=SLOW))
+        def next(self):
+            if self.x[0] > 0 and not self.position: self.buy(size=1)
+            elif self.x[0] < 0 and self.position: self.close()
+    cer = bt.Cerebro(stdstats=False); cer.adddata(bt.feeds.PandasData(dataname=df)); cer.addstrategy(S)
+    cer.broker.setcash(CASH); cer.broker.setcommission(commission=0.)
+    t = time.perf_counter(); r = cer.run(); sec = time.perf_counter() - t
+    return dict(seconds=sec, bars=len(df), trades=None, final=cer.broker.getvalue(), peak_mb=peak_mb())
+
+def run_multi(_path, _strategy):
+    from quantsage.engine.backtest import backtest
+    from quantsage.data.catalog import load_bars
+    from quantsage.testing import shared_data_dir
+    d = shared_data_dir()
+    data = {s: load_bars(s, '1d', f"file:{d}", venue='us-adj') for s in ('AAPL', 'GLD', 'IWM', 'JPM', 'MSFT', 'QQQ', 'SPY', 'TLT', 'XLE')}
+    data.update({s: load_bars(s, '1h', f"file:{d}") for s in ('BTC/USDT', 'ETH/USDT')})
+    r = backtest('mean_reversion', data, check_data=False, fraction=0.1, progress=False)
+    return dict(seconds=r.timing['run_s'], bars=int(r.metrics['n_bars']), trades=int(r.metrics['n_trades']), final=r.metrics['final_equity'],
+                peak_mb=peak_mb(), symbols=len(data))
+
+def run_plot(_path, _strategy):
+    import holoviews as hv
+    from quantsage.engine.plots import equity_plot
+    n = 1_000_000
+    eq = pd.Series(1e5*np.exp(np.cumsum(np.random.default_rng(0).normal(0, 1e-4, n))),
+                   index=pd.date_range('2020-01-01', periods=n, freq='1min', tz='UTC'))
+    t = time.perf_counter(); hv.render(equity_plot(eq, dynamic=False)); static = time.perf_counter() - t
+    t = time.perf_counter(); hv.render(equity_plot(eq, dynamic=True)); dynamic = time.perf_counter() - t
+    return dict(seconds=static, dynamic_s=dynamic, bars=n, peak_mb=peak_mb())
+
+WORKERS = {'quantsage': run_quantsage, 'validate': run_validate, 'backtesting.py': run_backtesting, 'backtrader': run_backtrader,
+           'multi': run_multi, 'plot': run_plot}
+
+# ------------------------------------------------------------------------------------------------ driver
+def peers_python()->str:
+    py = PEERS/'bin'/'python'
+    if not py.exists():
+        print(f"creating the peers' environment {PEERS} (backtrader, backtesting.py; pinned in bench/peers.txt) ...", flush=True)
+        subprocess.run([sys.executable, '-m', 'venv', str(PEERS)], check=True)
+        subprocess.run([str(py), '-m', 'pip', 'install', '-q', '-r', str(HERE/'peers.txt'), '-c', str(ROOT/'constraints.txt')], check=True)
+    return str(py)
+
+def spawn(python, engine, path, strategy='sma_cross'):
+    out = subprocess.run([python, __file__, '--worker', engine, str(path), strategy], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)) if engine in ('backtesting.py', 'backtrader') else None)
+    if out.returncode: raise RuntimeError(f"{engine} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--worker', nargs=3); ap.add_argument('--backtrader-bars', type=int, default=200_000)
+    ap.add_argument('--quick', action='store_true', help="smaller runs (a smoke test of this script)")
+    a = ap.parse_args()
+    if a.worker:
+        engine, path, strategy = a.worker
+        print(json.dumps(WORKERS[engine](path, strategy))); return
+    big = 100_000 if a.quick else 1_000_000
+    qs_py, peer_py = sys.executable, peers_python()
+    tmp = Path(tempfile.mkdtemp())
+    bars = one_minute_bars(big)
+    files = {}
+    for n in sorted({10_000, 100_000, big, min(a.backtrader_bars, big)}):
+        files[n] = tmp/f"bars_{n}.npz"; save(bars.iloc[:n], files[n])
+    print(f"QuantSage engine benchmark · Python {sys.version.split()[0]} · {os.cpu_count()} cores · {time.strftime('%Y-%m-%d')}")
+    print(f"data: {big:,} real BTC/USDT 1-minute bars (the 130,708-bar file end to end, rescaled to continue)\n")
+    rows = []
+    def show(label, r):
+        rate = r['bars']/r['seconds']
+        rows.append((label, r)); print(f"  {label:<44} {r['bars']:>9,} bars {r['seconds']:8.2f} s {rate:>12,.0f} bars/s  peak {r['peak_mb']:6.0f} MB"
+                                       + (f"  trades {r['trades']:,}" if r.get('trades') is not None else ''), flush=True)
+        return rate
+    print("SMA crossover 10/30, next-open fills, no costs:")
+    q = show('QuantSage (full event pipeline)', spawn(qs_py, 'quantsage', files[big]))
+    b = show('backtesting.py 0.6.6', spawn(peer_py, 'backtesting.py', files[big]))
+    t = show('backtrader 1.9.78', spawn(peer_py, 'backtrader', files[min(a.backtrader_bars, big)]))
+    qsr = rows[0][1]
+    v = spawn(qs_py, 'validate', files[big])
+    print(f"  validation of the same {big:,} bars (a separate stage, not in the figures above): {v['seconds']:.2f} s")
+    print(f"  ratios: QuantSage / backtesting.py = {q/b:.1f}x (target >= 5x) · QuantSage / backtrader = {q/t:.1f}x (target >= 35x)")
+    print(f"  throughput target >= 500,000 bars/s: {'MET' if q >= 500_000 else 'NOT MET'} ({q:,.0f})")
+    print(f"  peak memory: QuantSage {qsr['peak_mb']:.0f} MB vs backtesting.py {rows[1][1]['peak_mb']:.0f} MB "
+          f"({'below' if qsr['peak_mb'] < rows[1][1]['peak_mb'] else 'NOT below'})")
+    print("\nQuantSage time per bar by run length (target: flat within 20%):")
+    per = {}
+    for n in (10_000, 100_000, big):
+        r = spawn(qs_py, 'quantsage', files[n]); per[n] = r['seconds']/r['bars']*1e9
+        print(f"  {n:>9,} bars  {per[n]:7.0f} ns/bar  ({r['bars']/r['seconds']:,.0f} bars/s)")
+    spread = max(per.values())/min(per.values()) - 1
+    print(f"  spread: {spread:.0%} ({'flat' if spread <= 0.2 else 'NOT flat'})")
+    print("\nMean reversion (Bollinger 20/2 + z-score + RSI 14 filter, stop 2% / take-profit 4%):")
+    m = show('QuantSage', spawn(qs_py, 'quantsage', files[big], 'mean_reversion'))
+    mb = show('backtesting.py 0.6.6', spawn(peer_py, 'backtesting.py', files[big], 'mean_reversion'))
+    print(f"  target >= 200,000 bars/s: {'MET' if m >= 200_000 else 'NOT MET'} · QuantSage / backtesting.py = {m/mb:.1f}x")
+    print("\nMulti-symbol, multi-asset (9 US daily files + BTC/USDT and ETH/USDT hourly, mean reversion, one portfolio):")
+    show('QuantSage', spawn(qs_py, 'multi', files[big]))
+    print("\nDrawing a 1,000,000-point equity curve with drawdown (HoloViews/Bokeh, LTTB downsampling):")
+    r = spawn(qs_py, 'plot', files[big])
+    print(f"  static (report): {r['seconds']:.2f} s · dynamic (notebook, re-samples on zoom): {r['dynamic_s']:.2f} s")
+
+if __name__ == '__main__': main()
