@@ -49,3 +49,11 @@ def store(backend_url):
     st = Store(backend_url)
     yield st
     st.close()
+
+@pytest.fixture(scope='session')
+def shared_dir():
+    "The shared real market data folder (../shared/data or $QUANTSAGE_SHARED_DATA); its absence is a failure, not a skip."
+    from quantsage.testing import shared_data_dir
+    d = shared_data_dir()
+    if d is None or not (d/'binance_BTCUSDT_1h.csv').exists(): pytest.fail(f"shared data not found at {d}: set QUANTSAGE_SHARED_DATA")
+    return d

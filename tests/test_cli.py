@@ -10,7 +10,7 @@ def qs(*args, env=None, cwd=ROOT):
     e = {**os.environ, **(env or {})}
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=e, timeout=300)
 
-@pytest.mark.parametrize('cmd', [[], ['info'], ['init-db'], ['demo']])
+@pytest.mark.parametrize('cmd', [[], ['info'], ['init-db'], ['demo'], ['backtest']])
 def test_help_on_every_subcommand(cmd):
     r = qs(*cmd, '--help')
     assert r.returncode == 0, r.stderr
@@ -38,17 +38,34 @@ def test_info_masks_the_database_password():
     assert 'not reachable' in r.stdout
     assert 's3cr3t-pw' not in r.stdout + r.stderr
 
-def test_demo_loads_real_samples_and_is_idempotent(tmp_path):
+def test_demo_loads_real_samples_backtests_and_reports(tmp_path):
     url = f"sqlite:///{tmp_path}/demo.sqlite"
-    r = qs('demo', '--db-url', url, '--no-progress')
+    r = qs('demo', '--db-url', url, '--no-progress', '--report-dir', str(tmp_path/'reports'))
     assert r.returncode == 0, r.stderr
     assert '13,467 bars inserted, 0 updated, 0 already stored and unchanged.' in r.stdout
-    r = qs('demo', '--db-url', url, '--no-progress')
-    assert '0 bars inserted, 0 updated, 13,467 already stored and unchanged.' in r.stdout
+    for needle in ('backtest: mean_reversion', 'on IBM, MSFT, GOOG', 'sharpe', 'max_drawdown', 'success criteria (the plan): sharpe > 1.5:',
+                   'run id: bt-', f'stored in: {url}'):
+        assert needle in r.stdout, needle
+    report = Path(r.stdout.split('report: ')[1].split()[0])
+    assert report.parent == tmp_path/'reports' and report.stat().st_size > 100_000
+    r2 = qs('demo', '--db-url', url, '--no-progress', '--no-report')
+    assert '0 bars inserted, 0 updated, 13,467 already stored and unchanged.' in r2.stdout
     from quantsage.data.store import Store
     with Store(url) as st:
         assert st.datasets().bars.sum() == 13467
         assert st.read_bars('GOOG', '1d').index[0].isoformat() == '2004-08-19T20:00:00+00:00'
+        runs = st.read_table('backtest_results')
+        assert len(runs) == 2 and len(set(runs.fingerprint)) == 1             # two records of the same deterministic run
+        assert runs.report_path.tolist()[0] == str(report) and runs.report_path.tolist()[1] == ''
+
+def test_backtest_command_with_a_preset_and_params(tmp_path, shared_dir):
+    url = f"sqlite:///{tmp_path}/bt.sqlite"
+    r = qs('backtest', '--preset', 'momentum_crypto', '--symbols', 'ETH/USDT', '--source', f'file:{shared_dir}', '--start', '2023-01-01',
+           '--end', '2023-12-31', '--param', 'adx_min=20', '--no-report', '--db-url', url)
+    assert r.returncode == 0, r.stderr
+    assert "momentum {'fast': 12, 'slow': 26, 'adx_period': 14, 'adx_min': 20.0" in r.stdout
+    r = qs('backtest', '--strategy', 'mean_reversoin', '--symbols', 'ETH/USDT', '--source', f'file:{shared_dir}', '--db-url', url)
+    assert r.returncode == 2 and "unknown strategy 'mean_reversoin'; did you mean 'mean_reversion'?" in r.stderr
 
 def test_bad_config_is_a_clear_error_with_exit_code_2():
     r = qs('--set', 'risk.portfolio.max_invested_pct=80', 'info')
