@@ -8,8 +8,8 @@ Workloads (SMA crossover 10/30, next-open fills, no costs, one unit per trade, c
   * a multi-symbol run: the 9 adjusted US ETF/stock daily files plus BTC/USDT and ETH/USDT hourly, in one portfolio;
   * drawing a 1,000,000-point equity curve (HoloViews + Bokeh, downsampled).
 
-Every engine runs in its own fresh process (so peak memory is that engine's alone: ru_maxrss of the process, data
-loading included). QuantSage runs in the project's .venv; the peers in their own environment, bench/.venv-peers,
+Every engine runs in its own fresh process, so peak memory is that engine's alone: the process's VmHWM (data loading
+included; not ru_maxrss, which Linux carries over from the parent across exec). QuantSage runs in the project's .venv; the peers in their own environment, bench/.venv-peers,
 which this script creates and fills from bench/peers.txt (pinned; they are not QuantSage dependencies).
 QuantSage's figure is the replay itself (`BacktestResult.timing['run_s']`); data validation, a separate stage, is
 switched off here (check_data=False) and its cost printed on its own line. Peers are timed over their run() call.
@@ -47,7 +47,11 @@ def load(path)->pd.DataFrame:
                         index=pd.DatetimeIndex(pd.to_datetime(z['ts'], unit='ns', utc=True), name='ts'))
 
 # ------------------------------------------------------------------------------------------------ workers
-def peak_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
+def peak_mb()->float:
+    "This process's peak resident memory: VmHWM, which exec resets (ru_maxrss would carry over the parent's peak on Linux)."
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith('VmHWM:'): return int(line.split()[1])/1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
 
 def run_quantsage(path, strategy):
     from quantsage.engine.backtest import backtest
@@ -156,7 +160,7 @@ def spawn(python, engine, path, strategy='sma_cross'):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--worker', nargs=3); ap.add_argument('--backtrader-bars', type=int, default=200_000)
+    ap.add_argument('--worker', nargs=3); ap.add_argument('--backtrader-bars', type=int, default=1_000_000)
     ap.add_argument('--quick', action='store_true', help="smaller runs (a smoke test of this script)")
     a = ap.parse_args()
     if a.worker:
