@@ -88,3 +88,59 @@ def test_costs_are_charged_as_configured(btc_1h):
     assert np.allclose(f.price[~buys], opens[~buys]*(1 - 5e-4), rtol=1e-12)
     assert paid.metrics['final_equity'] < free.metrics['final_equity']
     assert paid.metrics['fees'] == pytest.approx(f.fee.sum(), rel=1e-12)
+
+
+class _CrossSymbol(Strategy):
+    "Trades ETH on BTC's bars: the order exists from BTC's close, so ETH's bar closing at that same instant must not fill it."
+    def init_symbol(self, symbol): return __import__('types').SimpleNamespace(n=0)
+    def on_market_data(self, ev):
+        if ev.symbol != 'BTC/USDT': return None
+        st = self.state(ev.symbol); st.n += 1
+        if st.n % 50 == 10: return self._signal(ev._replace(symbol='ETH/USDT'), 'long', 1.0, 'cross-symbol')
+        if st.n % 50 == 30: return self._signal(ev._replace(symbol='ETH/USDT'), 'exit', 1.0, 'cross-symbol')
+
+def test_an_order_never_fills_in_a_bar_that_began_before_it(btc_1h, eth_1h):
+    res = backtest(_CrossSymbol, {'BTC/USDT': btc_1h.loc['2023-01'], 'ETH/USDT': eth_1h.loc['2023-01']}, fraction=0.5)
+    sig, fills = res.signals, res.fills
+    assert len(fills) >= 20
+    eth = eth_1h.loc['2023-01']
+    for s, f in zip(sig.itertuples(), fills.itertuples()):
+        assert f.ts_event > s.ts_event                                         # the next ETH bar, not the one closing with BTC's
+        assert f.price*(1 - 1e-3) < eth.open.loc[f.ts_event]*(1 + 1e-3) and eth.open.loc[f.ts_event] != eth.open.loc[s.ts_event]
+
+def test_flipping_a_short_into_a_long_is_cash_checked(spy_1d):
+    from quantsage.strategies import Strategy as S
+    class Flip(S):
+        def init_symbol(self, symbol): return __import__('types').SimpleNamespace(n=0)
+        def on_market_data(self, ev):
+            st = self.state(ev.symbol); st.n += 1
+            return self.short(ev) if st.n == 5 else (self.long(ev) if st.n == 10 else None)
+    res = backtest(Flip, spy_1d.loc['2023'], symbols='SPY', quantity=1000.)          # 1000 shares ~ $380k: more than the cash
+    assert list(res.risk_alerts.rule) == ['insufficient_cash']                        # the flip (cover + new long) is refused
+    assert res.positions == {'SPY': -1000.}
+
+def test_mixed_markets_are_annualized_by_the_curve_they_make(shared):
+    res = backtest('mean_reversion', _multi(shared), fraction=0.25)
+    ts = res.equity.index
+    years = (ts[-1] - ts[0])/pd.Timedelta('365.25D')
+    assert res.metrics['periods_per_year'] == pytest.approx((len(ts) - 1)/years, rel=1e-12)
+    cagr = (res.metrics['final_equity']/res.initial_cash)**(1/years) - 1
+    assert res.metrics['annual_return'] == pytest.approx(cagr, rel=2e-3)             # the annual return is a real yearly rate
+
+def test_occasional_peeking_is_caught_bar_by_bar(btc_1h):
+    from quantsage.strategies import SmaCross
+    class PeekSometimes(SmaCross):
+        def on_market_data(self, ev):
+            s = self._view._data[ev.symbol]
+            k = int(np.searchsorted(s.ts, ev.ts_event, 'right'))
+            if self.position(ev.symbol) > 0 and k < len(s.ts) and s.cols['close'][k] < ev.close*0.98: return self.exit(ev, reason='peeked')
+            return super().on_market_data(ev)
+    data = btc_1h.loc['2022-05':'2022-07']
+    assert backtest(PeekSometimes, data, symbols='BTC/USDT').signals.reason.eq('peeked').sum() > 0
+    with pytest.raises(LookAheadError, match='run bar by bar with only the closed bars held, the strategy decided differently'):
+        check_no_lookahead(PeekSometimes, data, symbols='BTC/USDT', cuts=2)
+
+def test_cleaning_that_reads_the_future_is_refused(btc_1h):
+    from quantsage.core import ConfigError
+    with pytest.raises(ConfigError, match="policy 'interpolate' for gap fills a bar from the bar after it"):
+        backtest('sma_cross', btc_1h.loc['2023-01'], symbols='BTC/USDT', policies={'gap': 'interpolate'})

@@ -40,20 +40,23 @@ def test_fills_obey_the_documented_rules(bars, o, cap):
     fills = []
     br = SimulatedBroker({'crypto': CostModel(NoCommission(), NoSlippage(), cap)}, publish=fills.append, lot_size=lambda s: 0.)
     br.on_order(o)
-    triggered = False
+    stop_hit = False
     for b in bars:
         before = len(fills)
-        left_before = br.open_quantity('X')
         br.on_bar(b)
         for f in fills[before:]:
             assert f.ts_event == b.ts_event and f.ts_event > o.ts_event          # never on the bar current at submission
             assert b.low - 1e-9 <= f.price <= b.high + 1e-9                     # inside the bar (no slippage here)
             if o.limit_price is not None:
                 assert (f.price <= o.limit_price + 1e-12) if o.side is Side.BUY else (f.price >= o.limit_price - 1e-12)
-            if o.order_type is OrderType.STOP:
+            if o.order_type is OrderType.STOP and not stop_hit:          # the bar that triggers the stop
                 assert (b.high >= o.stop_price) if o.side is Side.BUY else (b.low <= o.stop_price)
                 assert (f.price >= min(o.stop_price, b.open) - 1e-12) if o.side is Side.BUY else (f.price <= max(o.stop_price, b.open) + 1e-12)
+            elif o.order_type is OrderType.STOP:
+                assert f.price == b.open                                   # the rest of a triggered stop: a market order
             if cap is not None: assert f.quantity <= cap*b.volume + 1e-9
+        if o.order_type is OrderType.STOP and ((b.high >= o.stop_price) if o.side is Side.BUY else (b.low <= o.stop_price)):
+            stop_hit = True                                                # triggered from here on, filled or not (cap, volume 0)
         filled = sum(f.quantity for f in fills)
         assert filled <= o.quantity + 1e-9
         left = o.quantity - filled if br.status['qs-1'] in ('new', 'partially_filled') else 0.
