@@ -24,10 +24,10 @@ def test_init_db_and_info(tmp_path):
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     r = qs('init-db', '--db-url', url)
     assert r.returncode == 0, r.stderr
-    assert f"database sqlite:///{tmp_path}/cli.sqlite is at schema version 1" in r.stdout
+    assert f"database sqlite:///{tmp_path}/cli.sqlite is at schema version 2" in r.stdout
     r = qs('info', '--db-url', url)
     assert r.returncode == 0, r.stderr
-    for needle in ('versions:', 'pandas', 'ccxt', 'schema version 1', 'stored data sets: none', 'shared data:', 'binance_BTCUSDT_1h.csv',
+    for needle in ('versions:', 'pandas', 'ccxt', 'schema version 2', 'stored data sets: none', 'shared data:', 'binance_BTCUSDT_1h.csv',
                    'bundled samples: AAPL@quandl-wiki'):
         assert needle in r.stdout, needle
 

@@ -59,6 +59,8 @@ def test_result_is_stored_in_one_transaction(backend_url, btc_1h, tmp_path):
         row = st.read_table('backtest_results').iloc[0]
         assert (row.fingerprint, row.report_path, row.strategy) == (res.fingerprint, str(report), 'mean_reversion')
         assert row.metrics['n_trades'] == res.metrics['n_trades']
+        rt = st.read_table('round_trips', run_id=res.run_id)
+        assert rt.pnl.tolist() == res.trades.pnl.tolist() and list(rt.exit_ts) == list(res.trades.exit_time)
         eq = st.read_table('performance_metrics', run_id=res.run_id)
         assert np.array_equal(eq.value.to_numpy(), res.equity.to_numpy())        # bit-equal floats back
         before = st.table_counts()

@@ -144,10 +144,11 @@ def test_migrations_apply_in_order_and_a_failing_one_rolls_back(backend_url, mon
     def broken(conn):
         conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN half_done TEXT")
         raise RuntimeError('migration 3 failed halfway')
-    monkeypatch.setattr(S, 'MIGRATIONS', S.MIGRATIONS + [(2, 'note column', add_note), (3, 'broken', broken)])
-    monkeypatch.setattr(S, 'LATEST_VERSION', 3)
+    v = S.LATEST_VERSION
+    monkeypatch.setattr(S, 'MIGRATIONS', S.MIGRATIONS + [(v + 1, 'note column', add_note), (v + 2, 'broken', broken)])
+    monkeypatch.setattr(S, 'LATEST_VERSION', v + 2)
     with pytest.raises(RuntimeError, match='failed halfway'): st.init_db()
-    assert st.schema_version() == 2                                      # 2 applied and kept, 3 rolled back
+    assert st.schema_version() == v + 1                                  # the first applied and kept, the broken one rolled back
     with st.connect() as c:
         cols = {x['name'] for x in sa.inspect(c).get_columns('orders')}
         assert 'half_done' not in cols
