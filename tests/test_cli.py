@@ -67,6 +67,19 @@ def test_backtest_command_with_a_preset_and_params(tmp_path, shared_dir):
     r = qs('backtest', '--strategy', 'mean_reversoin', '--symbols', 'ETH/USDT', '--source', f'file:{shared_dir}', '--db-url', url)
     assert r.returncode == 2 and "unknown strategy 'mean_reversoin'; did you mean 'mean_reversion'?" in r.stderr
 
+@pytest.mark.parametrize('args, message', [
+    (['--preset', 'mean_reversion_crypto', '--strategy', 'momentum'], 'contradicts --preset mean_reversion_crypto'),
+    (['--strategy', 'momentum', '--source', 'bogus'], "source 'bogus': use ccxt:<exchange id>"),
+    (['--strategy', 'momentum', '--start', 'not-a-date'], 'not-a-date'),
+    (['--strategy', 'momentum', '--param', 'atr_period=0'], 'atr_period must be at least 1'),
+    (['--strategy', 'momentum', '--policy', 'nonsense'], '--policy takes rule=policy'),
+])
+def test_backtest_command_refuses_bad_input_clearly(tmp_path, shared_dir, args, message):
+    base = ['backtest', '--symbols', 'ETH/USDT', '--timeframe', '1h', '--source', f'file:{shared_dir}', '--no-report',
+            '--db-url', f"sqlite:///{tmp_path}/bt.sqlite"]
+    r = qs(*base, *args)
+    assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
 def test_bad_config_is_a_clear_error_with_exit_code_2():
     r = qs('--set', 'risk.portfolio.max_invested_pct=80', 'info')
     assert r.returncode == 2

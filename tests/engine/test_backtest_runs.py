@@ -146,3 +146,31 @@ def test_cleaning_that_reads_the_future_is_refused(btc_1h):
     from quantsage.core import ConfigError
     with pytest.raises(ConfigError, match="policy 'interpolate' for gap fills a bar from the bar after it"):
         backtest('sma_cross', btc_1h.loc['2023-01'], symbols='BTC/USDT', policies={'gap': 'interpolate'})
+
+def test_options_that_cannot_hold_are_refused_not_ignored(btc_1h, eth_1h):
+    from quantsage.core import ConfigError
+    from quantsage.portfolio import FixedQuantity
+    d = btc_1h.loc['2023-01']
+    both = {'BTC/USDT': d, 'ETH/USDT': eth_1h.loc['2023-01']}
+    cases = [(dict(data=d, symbols=['A', 'B']), ConfigError, 'one bar frame is one symbol'),
+             (dict(data=both, symbols=['SOL/USDT']), ConfigError, "symbols ['SOL/USDT'] are not in the data"),
+             (dict(data=d, symbols='BTC/USDT', check_data=False, policies={'gap': 'ffill'}), ConfigError, 'needs check_data=True'),
+             (dict(data=d, symbols='BTC/USDT', timeframe='1d'), DataError, "timeframe='1d' but these are 1h bars"),
+             (dict(data=d, symbols='BTC/USDT', sizer=FixedQuantity), ConfigError, 'sizer= takes a Sizer instance'),
+             (dict(data=d, symbols='BTC/USDT', allow_short='no'), ConfigError, 'allow_short must be True or False'),
+             (dict(data=d, symbols='BTC/USDT', commission=True), ConfigError, 'commission must be a number of basis points'),
+             (dict(data=d, symbols='BTC/USDT', lot_size={'ETH/USDT': 0.01}), ConfigError, "lot_size given for ['ETH/USDT']")]
+    for kw, exc, msg in cases:
+        data = kw.pop('data')
+        with pytest.raises(exc, match=msg.replace('[', r'\[').replace(']', r'\]').replace('(', r'\(')): backtest('sma_cross', data, **kw)
+    sub = backtest('sma_cross', both, symbols=['ETH/USDT'])
+    assert sub.symbols == ['ETH/USDT']                                                # a subset of a dict is honoured
+    assert set(backtest('sma_cross', d, symbols='BTC/USDT', lot_size=0.01).config['lot_size']) == {'BTC/USDT'}
+
+def test_a_store_keeps_the_asset_type_it_was_given(tmp_path, eth_1h):
+    st = Store(f"sqlite:///{tmp_path}/s.sqlite")
+    st.write_bars(eth_1h.loc['2023-01'], 'ETHUSDT', '1h', venue='binance', asset_type='crypto')   # no slash: would look like a stock
+    res = backtest('sma_cross', st, symbols=['ETHUSDT'], timeframe='1h')
+    assert res.asset_types == {'ETHUSDT': 'crypto'} and res.metrics['periods_per_year'] == 8760
+    assert (res.trades.quantity % 1 != 0).any()                                      # fractional, as crypto is
+    st.close()
