@@ -2,6 +2,7 @@
 import os, subprocess, sys
 from pathlib import Path
 import pytest
+from quantsage.data.schema import LATEST_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(Path(sys.executable).parent/'quantsage')
@@ -24,10 +25,10 @@ def test_init_db_and_info(tmp_path):
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     r = qs('init-db', '--db-url', url)
     assert r.returncode == 0, r.stderr
-    assert f"database sqlite:///{tmp_path}/cli.sqlite is at schema version 2" in r.stdout
+    assert f"database sqlite:///{tmp_path}/cli.sqlite is at schema version {LATEST_VERSION}" in r.stdout
     r = qs('info', '--db-url', url)
     assert r.returncode == 0, r.stderr
-    for needle in ('versions:', 'pandas', 'ccxt', 'schema version 2', 'stored data sets: none', 'shared data:', 'binance_BTCUSDT_1h.csv',
+    for needle in ('versions:', 'pandas', 'ccxt', f'schema version {LATEST_VERSION}', 'stored data sets: none', 'shared data:', 'binance_BTCUSDT_1h.csv',
                    'bundled samples: AAPL@quandl-wiki'):
         assert needle in r.stdout, needle
 
