@@ -13,8 +13,11 @@ from .data.ingest import ingest, import_file, collect
 from . import indicators
 from .features import FeaturePipeline, compute_features, forward_return, triple_barrier, walk_forward_splits
 from .strategies import Strategy, STRATEGIES, register, get_strategy, SmaCross, MeanReversion, Momentum
-from .portfolio import Portfolio, FixedQuantity, PercentOfEquity
-from .risk import RiskManager, RiskCheck
+from .portfolio import Portfolio, FixedQuantity, PercentOfEquity, Instrument
+from .risk import RiskManager, RiskCheck, Limit, TradingState, Breakers
+from .exits import ExitRules
+from .sizing import RiskBased, AtrSized, Kelly
+from .limits import MaxPositionPct, MaxSymbolExposure, MaxInvested, CorrelationLimit, risk_from_config
 from .execution.costs import CostModel, BpsCommission, PerShareCommission, FixedBps, Spread, VolumeImpact
 from .engine.backtest import backtest, BacktestResult, check_no_lookahead, LookAheadError
 from .engine.metrics import criteria, periods_per_year
