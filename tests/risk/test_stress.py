@@ -54,7 +54,8 @@ def test_daily_loss_trips_reducing_on_the_crash_bar_and_the_stops_fill_at_the_op
     rk = res.risk
     trips = [(pd.Timestamp(t, unit='ns', tz='UTC'), rule, state) for t, rule, state in rk['trips']]
     assert trips[0] == (_t(CRASH), 'daily_loss', 'reducing')                                   # on the bar of the breach
-    assert trips[1] == (_t(50), 'daily_loss', 'active')                    # flat after the stops: the next day's first order re-arms
+    next_day = next(t for t in IDX if t - pd.Timedelta(1, 'ns') >= (_t(CRASH) - pd.Timedelta(1, 'ns')).normalize() + pd.Timedelta('1D'))
+    assert trips[1] == (next_day, 'daily_loss', 'active')                  # the next UTC day's first bar re-arms it
     o, f = res.orders, res.fills
     stops = o[(o.order_type == 'stop') & o.reduce_only]
     assert len(stops) >= len(SYMS) and np.allclose(stops.stop_price.iloc[:5], 100.*(1 - 0.02))   # placed at avg x (1 - 2%)
