@@ -144,3 +144,29 @@ def test_resume_with_yes_in_a_subprocess_and_nothing_to_resume(tmp_path):
     assert restored is TradingState.ACTIVE and again.restored['peak'] == pytest.approx(rig.risk.last_equity)
     assert len(_sent(again)) >= len(SYMS)
     st2.close()
+
+
+def test_a_halt_from_the_cli_during_a_session_is_adopted_not_overwritten(tmp_path):
+    "A running session saves its own state changes (here: each new trading day). A `quantsage halt` written to the store "
+    "in between must win: the session adopts it (and cancels its working entries) instead of overwriting it."
+    url = f"sqlite:///{tmp_path}/kill.sqlite"
+    st = Store(url)
+    rig = Rig(Scripted(plan(SYMS, entry=2, again=(30, 50))), crash_data(), risk=risk_from_config(), cash=100_000.,
+              cost=costs(10.), risk_state=(st, 'live-1'))
+    halted_at = None
+    def halt_from_outside(ev):
+        nonlocal halted_at
+        if halted_at is None and ev.ts_event >= IDX[20].value:          # the CLI, another process, mid-session
+            r = CliRunner().invoke(app, ['halt', '--reason', 'venue incident', '--scope', 'live-1', '--by', 'ops', '--db-url', url])
+            assert r.exit_code == 0, r.output
+            halted_at = ev.ts_event
+    from quantsage.events import Topic
+    rig.bus.subscribe(Topic.MARKET_DATA, halt_from_outside)
+    rig.run('step')
+    saved = st.load_risk_state('live-1')
+    assert halted_at is not None
+    assert saved['state'] == 'halted' and saved['rule'] == 'manual_halt'       # the day rolls after it did not overwrite it
+    assert rig.risk.state is TradingState.HALTED and 'halted by ops: venue incident' in rig.risk.reason
+    late = [o for o in _sent(rig) if not o.reduce_only and o.ts_event > IDX[26].value]   # the next day began at IDX[23]
+    assert late == []                                                   # no entry reached the broker after the adoption
+    st.close()
