@@ -20,4 +20,5 @@ from .sizing import RiskBased, AtrSized, Kelly
 from .limits import MaxPositionPct, MaxSymbolExposure, MaxInvested, CorrelationLimit, risk_from_config
 from .execution.costs import CostModel, BpsCommission, PerShareCommission, FixedBps, Spread, VolumeImpact
 from .engine.backtest import backtest, BacktestResult, check_no_lookahead, LookAheadError
+from .engine.sweep import sweep, SweepResult, param_grid, param_random
 from .engine.metrics import criteria, periods_per_year
