@@ -21,4 +21,5 @@ from .limits import MaxPositionPct, MaxSymbolExposure, MaxInvested, CorrelationL
 from .execution.costs import CostModel, BpsCommission, PerShareCommission, FixedBps, Spread, VolumeImpact
 from .engine.backtest import backtest, BacktestResult, check_no_lookahead, LookAheadError
 from .engine.sweep import sweep, SweepResult, param_grid, param_random
+from .engine.walkforward import walk_forward, WalkForwardResult
 from .engine.metrics import criteria, periods_per_year
