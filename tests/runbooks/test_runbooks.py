@@ -44,3 +44,26 @@ def test_config_overrides_are_papermill_parameters_and_checked(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as e:
         run('collect.ipynb', tmp_path/'bad.ipynb', config={'risk': {'position': {'max_position_pct': 5}}})
     assert 'risk.position.max_position_pct must be a finite number > 0.0 and <= 1.0, got 5' in str(e.value)
+
+def test_sweep_runbook_stores_its_rows_and_reports_failed_tasks(tmp_path):
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/sw.sqlite"
+    nb = run('sweep.ipynb', tmp_path/'sweep.ipynb', strategy='mean_reversion', symbols=['BTC/USDT', 'ETH/USDT'],
+             params={'bb_period': {'low': 12, 'high': 30}, 'z_entry': [-1.5, -2.0]}, random=3, seed=4, workers=1,
+             start='2024-01-01', end='2024-03-01', split='2024-02-01T00:00Z', db_url=url)
+    assert not nb.metadata.papermill.exception
+    with Store(url) as st: rows = st.read_table('sweep_results')
+    assert len(rows) == 6 and set(rows.status) == {'ok'} and all(12 <= p['bb_period'] <= 30 for p in rows.params)
+    assert 'done: sweep sw-' in (tmp_path/'sweep.ipynb').read_text()
+
+def test_sweep_runbook_where_every_task_fails_is_an_error(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run('sweep.ipynb', tmp_path/'bad.ipynb', params={'fast': [50], 'slow': [10]}, workers=1, db_url=f"sqlite:///{tmp_path}/x.sqlite")
+    assert 'every task of the sweep failed' in str(e.value)
+    assert 'slow' in (tmp_path/'bad.ipynb').read_text()                  # the strategy's own refusal is in the record
+
+def test_walkforward_runbook(tmp_path):
+    nb = run('walkforward.ipynb', tmp_path/'wf.ipynb', symbol='BTC/USDT', start='2024-01-01', end='2024-04-01', train=1000, test=500)
+    assert not nb.metadata.papermill.exception
+    assert 'WalkForwardResult(sma_cross on BTC/USDT: 2 folds' in (tmp_path/'wf.ipynb').read_text()
