@@ -11,8 +11,8 @@ from .data.sources import FileSource, read_bar_file
 from .data.catalog import load_bars, open_source
 from .data.ingest import ingest, import_file, collect
 from . import indicators
-from .features import FeaturePipeline, compute_features, forward_return, triple_barrier, walk_forward_splits
-from .strategies import Strategy, STRATEGIES, register, get_strategy, SmaCross, MeanReversion, Momentum
+from .features import FeaturePipeline, FeatureState, compute_features, forward_return, forward_sign, triple_barrier, walk_forward_splits
+from .strategies import Strategy, STRATEGIES, register, get_strategy, SmaCross, MeanReversion, Momentum, XGBoostStrategy
 from .portfolio import Portfolio, FixedQuantity, PercentOfEquity, Instrument
 from .risk import RiskManager, RiskCheck, Limit, TradingState, Breakers
 from .exits import ExitRules

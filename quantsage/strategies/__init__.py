@@ -3,3 +3,4 @@ from .base import Strategy, MarketView, STRATEGIES, register, get_strategy, make
 from .sma_cross import SmaCross
 from .mean_reversion import MeanReversion
 from .momentum import Momentum
+from .xgboost import XGBoostStrategy

@@ -65,3 +65,23 @@ def test_cli_walkforward(shared, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert 'WalkForwardResult(sma_cross on ETH/USDT: 4 folds' in r.stdout and 'positive_share' in r.stdout and 'sharpe > 1.5' in r.stdout
+
+
+def test_ml_strategy_is_refitted_on_each_training_window_and_predicts_only_ahead(btc_1h):
+    "Each fold of an XGBoost walk-forward is exactly: a model fitted on that fold's training bars, trading the next bars."
+    from quantsage.strategies.xgboost import XGBoostStrategy
+    bars = btc_1h.loc['2023-01-01':'2023-12-31']
+    opts = dict(threshold=0.55, n_estimators=40)
+    wf = walk_forward('xgboost', {'BTC/USDT': bars}, train=3_000, test=1_500, purge=24, progress=False, **opts)
+    assert len(wf.folds) == (len(bars) - 3_000)//1_500 and list(wf.importance.index) == list(range(len(wf.folds)))
+    assert (wf.importance.sum(axis=1) > 0).all()                                      # a gain per feature per fold
+    cash = 100_000.
+    for k, r in enumerate(wf.folds.itertuples()):
+        assert r.params == opts
+        model = XGBoostStrategy(**opts).fit(bars.loc[r.train_start:r.train_end])
+        assert pd.Timestamp(model.meta['train_end']) < r.test_start                   # never trained on what it trades
+        oos = backtest(model, bars.loc[r.test_start:r.test_end], symbols='BTC/USDT', initial_cash=cash, progress=False)
+        assert wf.curves[k].to_numpy().tolist() == oos.equity.to_numpy().tolist()
+        cash = float(oos.equity.iloc[-1])
+    with pytest.raises(ConfigError, match='fitted on each training window'):
+        walk_forward('xgboost', {'BTC/USDT': bars}, {'threshold': [0.55, 0.6]}, train=3_000, test=1_500)
