@@ -22,4 +22,5 @@ from .execution.costs import CostModel, BpsCommission, PerShareCommission, Fixed
 from .engine.backtest import backtest, BacktestResult, check_no_lookahead, LookAheadError
 from .engine.sweep import sweep, SweepResult, param_grid, param_random
 from .engine.walkforward import walk_forward, WalkForwardResult
+from .engine.regimes import regime_labels, regime_metrics
 from .engine.metrics import criteria, periods_per_year
