@@ -24,3 +24,4 @@ from .engine.sweep import sweep, SweepResult, param_grid, param_random
 from .engine.walkforward import walk_forward, WalkForwardResult
 from .engine.regimes import regime_labels, regime_metrics
 from .engine.metrics import criteria, periods_per_year
+from .engine.validation import validate_strategy, ValidationReport, preset_options

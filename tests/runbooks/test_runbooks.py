@@ -63,7 +63,34 @@ def test_sweep_runbook_where_every_task_fails_is_an_error(tmp_path):
     assert 'every task of the sweep failed' in str(e.value)
     assert 'slow' in (tmp_path/'bad.ipynb').read_text()                  # the strategy's own refusal is in the record
 
-def test_walkforward_runbook(tmp_path):
-    nb = run('walkforward.ipynb', tmp_path/'wf.ipynb', symbol='BTC/USDT', start='2024-01-01', end='2024-04-01', train=1000, test=500)
+def test_walkforward_runbook_stores_its_folds(tmp_path):
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/wf.sqlite"
+    nb = run('walkforward.ipynb', tmp_path/'wf.ipynb', symbol='BTC/USDT', start='2024-01-01', end='2024-04-01', train=1000, test=500, db_url=url)
     assert not nb.metadata.papermill.exception
     assert 'WalkForwardResult(sma_cross on BTC/USDT: 2 folds' in (tmp_path/'wf.ipynb').read_text()
+    with Store(url) as st: rows = st.read_table('sweep_results')
+    assert len(rows) == 2 and rows.sweep_id.iloc[0].startswith('wf-') and [c['fold'] for c in rows.config] == [0, 1]
+
+def test_validate_runbook_splits_by_regime_and_stores_the_table(tmp_path):
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/va.sqlite"
+    nb = run('validate.ipynb', tmp_path/'va.ipynb', symbols=['BTC/USDT', 'ETH/USDT'], start='2023-01-01', end='2024-01-01',
+             train='120D', test='60D', db_url=url)
+    assert not nb.metadata.papermill.exception
+    text = (tmp_path/'va.ipynb').read_text()
+    assert 'ValidationReport(mean_reversion: 2 datasets, 2 ran' in text and 'BTC/USDT 1h: out of sample' in text
+    with Store(url) as st: rows = st.read_table('sweep_results')
+    assert set(rows.symbol) == {'BTC/USDT 1h', 'ETH/USDT 1h'} and rows.sweep_id.nunique() == 1
+    for ds, g in rows.groupby('symbol'):                      # per dataset: an overall row and regimes that cover every bar
+        regimes = {p['regime']: m['share_of_bars'] for p, m in zip(g.params, g.metrics)}
+        assert regimes.pop('overall') == 1.0 and abs(sum(regimes.values()) - 1) < 1e-9 and set(regimes) <= {'bull', 'bear', 'sideways', 'unknown'}
+
+def test_validate_runbook_with_stock_presets_and_a_bad_preset(tmp_path):
+    import papermill as pm
+    nb = run('validate.ipynb', tmp_path/'st.ipynb', preset='momentum_stocks', symbols=['SPY'], venue='us-adj', params={},
+             start='2019-01-01', end='', train='730D', test='365D', purge=1, db_url=f"sqlite:///{tmp_path}/s.sqlite")
+    assert not nb.metadata.papermill.exception and 'SPY 1d: out of sample' in (tmp_path/'st.ipynb').read_text()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run('validate.ipynb', tmp_path/'bad.ipynb', preset='nope', db_url=f"sqlite:///{tmp_path}/b.sqlite")
+    assert "no strategy preset 'nope'" in str(e.value)
