@@ -11,7 +11,7 @@ def qs(*args, env=None, cwd=ROOT):
     e = {**os.environ, **(env or {})}
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=e, timeout=300)
 
-@pytest.mark.parametrize('cmd', [[], ['info'], ['init-db'], ['demo'], ['backtest']])
+@pytest.mark.parametrize('cmd', [[], ['info'], ['init-db'], ['demo'], ['backtest'], ['run'], ['validate']])
 def test_help_on_every_subcommand(cmd):
     r = qs(*cmd, '--help')
     assert r.returncode == 0, r.stderr
@@ -39,25 +39,53 @@ def test_info_masks_the_database_password():
     assert 'not reachable' in r.stdout
     assert 's3cr3t-pw' not in r.stdout + r.stderr
 
-def test_demo_loads_real_samples_backtests_and_reports(tmp_path):
+def test_demo_runs_the_backtest_runbook_on_real_samples_and_links_the_record(tmp_path):
     url = f"sqlite:///{tmp_path}/demo.sqlite"
     r = qs('demo', '--db-url', url, '--no-progress', '--report-dir', str(tmp_path/'reports'))
     assert r.returncode == 0, r.stderr
     assert '13,467 bars inserted, 0 updated, 0 already stored and unchanged.' in r.stdout
-    for needle in ('backtest: mean_reversion', 'on IBM, MSFT, GOOG', 'sharpe', 'max_drawdown', 'success criteria (the plan): sharpe > 1.5:',
-                   'run id: bt-', f'stored in: {url}'):
+    for needle in ('backtest runbook: mean_reversion_stocks on IBM, MSFT, GOOG', 'run ok in', 'stored result bt-', 'sharpe', 'max_drawdown'):
         assert needle in r.stdout, needle
-    report = Path(r.stdout.split('report: ')[1].split()[0])
+    record = Path(r.stdout.split('record: ')[1].split()[0])
+    assert record.parent == tmp_path/'reports'/'backtest' and record.name.startswith('backtest_mean_reversion_stocks_IBM-MSFT-GOOG_')
+    assert 'papermill' in record.read_text() and 'stored run bt-' in record.read_text()     # the executed notebook is the record
+    assert not os.stat(record).st_mode & 0o222                                            # written once, read-only
+    report = Path(r.stdout.split('HTML report: ')[1].split()[0])
     assert report.parent == tmp_path/'reports' and report.stat().st_size > 100_000
-    r2 = qs('demo', '--db-url', url, '--no-progress', '--no-report')
+    r2 = qs('demo', '--db-url', url, '--no-progress', '--no-report', '--report-dir', str(tmp_path/'reports'))
+    assert r2.returncode == 0, r2.stderr
     assert '0 bars inserted, 0 updated, 13,467 already stored and unchanged.' in r2.stdout
+    record2 = Path(r2.stdout.split('record: ')[1].split()[0])
     from quantsage.data.store import Store
     with Store(url) as st:
         assert st.datasets().bars.sum() == 13467
         assert st.read_bars('GOOG', '1d').index[0].isoformat() == '2004-08-19T20:00:00+00:00'
         runs = st.read_table('backtest_results')
         assert len(runs) == 2 and len(set(runs.fingerprint)) == 1             # two records of the same deterministic run
-        assert runs.report_path.tolist()[0] == str(report) and runs.report_path.tolist()[1] == ''
+        assert sorted(runs.report_path) == sorted([str(record), str(record2)])
+
+def test_run_refuses_unknown_parameters_and_secrets_before_running(tmp_path):
+    r = qs('run', 'backtest', '-p', 'strategyy', 'momentum', '--reports-dir', str(tmp_path))
+    assert r.returncode == 2 and "has no parameter(s) ['strategyy']" in r.stderr, r.stderr
+    r = qs('run', 'backtest', '-p', 'db_url', 'postgresql://qs:hunter2@127.0.0.1/qs', '--reports-dir', str(tmp_path))
+    assert r.returncode == 2 and 'URL with a password' in r.stderr and 'hunter2' not in r.stdout
+    r = qs('run', 'backtest', '-p', 'risk', 'maybe', '--reports-dir', str(tmp_path))
+    assert r.returncode == 2 and "'risk' is declared bool" in r.stderr
+    assert not any(tmp_path.rglob('*.ipynb'))                                 # nothing ran, no record
+
+def test_run_a_job_file_and_a_failing_run_exits_nonzero_with_its_record(tmp_path, shared_dir):
+    url = f"sqlite:///{tmp_path}/job.sqlite"
+    job = tmp_path/'eth_momentum.yaml'
+    job.write_text(f"runbook: backtest\nschedule: '0 6 * * *'\nparameters:\n  preset: momentum_crypto\n  symbols: [ETH/USDT]\n"
+                   f"  timeframe: 1h\n  source: file:{shared_dir}\n  venue: ''\n  start: '2024-01-01'\n  end: '2024-03-01'\n  db_url: {url}\n")
+    r = qs('run', '--job', str(job), '--no-progress', '--reports-dir', str(tmp_path/'reports'))
+    assert r.returncode == 0, r.stderr
+    record = Path(r.stdout.split('record: ')[1].split()[0])
+    assert record.parent == tmp_path/'reports'/'backtest' and record.name.startswith('backtest_eth_momentum_momentum_crypto_ETH-USDT_1h_')
+    r = qs('run', 'backtest', '-p', 'symbols', 'NOPE', '-p', 'db_url', url, '--no-progress', '--reports-dir', str(tmp_path/'reports'))
+    assert r.returncode == 1 and 'run FAILED' in r.stderr and 'NOPE' in r.stderr
+    failed = Path(r.stderr.split('the record with the error: ')[1].split()[0])
+    assert failed.exists() and 'NOPE' in failed.read_text()
 
 def test_backtest_command_with_a_preset_and_params(tmp_path, shared_dir):
     url = f"sqlite:///{tmp_path}/bt.sqlite"

@@ -94,3 +94,51 @@ def test_validate_runbook_with_stock_presets_and_a_bad_preset(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as e:
         run('validate.ipynb', tmp_path/'bad.ipynb', preset='nope', db_url=f"sqlite:///{tmp_path}/b.sqlite")
     assert "no strategy preset 'nope'" in str(e.value)
+
+def test_every_runbook_parameter_is_visible_to_the_runner():
+    "papermill's inspector skips a line it cannot parse; such a parameter would be refused by `quantsage run` as unknown."
+    import json, re
+    from quantsage.runs import runbook_parameters
+    for nb in sorted(RUNBOOKS.glob('*.ipynb')):
+        cell = next(c for c in json.loads(nb.read_text())['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+        declared = [m.group(1) for line in ''.join(cell['source']).splitlines() if (m := re.match(r'(\w+)\s*:', line))]
+        seen = runbook_parameters(nb)
+        assert declared == list(seen), (nb.name, set(declared) ^ set(seen))
+        assert all(v['help'] for v in seen.values()), nb.name                  # every parameter says what it is
+
+def test_every_job_file_names_a_runbook_and_only_its_parameters():
+    from quantsage.runs import RunSpec
+    jobs = sorted((ROOT/'config'/'runs').glob('*.yaml'))
+    assert len(jobs) >= 3
+    for job in jobs:
+        spec = RunSpec.from_job(job)
+        assert spec.parameters and spec.job == job.stem
+
+def test_a_job_with_a_misspelt_parameter_is_refused(tmp_path):
+    from quantsage.core import ConfigError
+    from quantsage.runs import RunSpec
+    bad = tmp_path/'bad.yaml'
+    bad.write_text("runbook: backtest\nparameters:\n  presett: momentum_crypto\n")
+    with pytest.raises(ConfigError, match=r"has no parameter\(s\) \['presett'\]"): RunSpec.from_job(bad)
+    bad.write_text("runbook: backtest\nparams: {}\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['params'\]"): RunSpec.from_job(bad)
+
+def test_backtest_runbook_stores_its_result_linked_to_its_record(tmp_path):
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/bt.sqlite"
+    out = tmp_path/'bt.ipynb'
+    nb = run('backtest.ipynb', out, preset='momentum_crypto', symbols=['BTC/USDT'], timeframe='1h', source='file', venue='',
+             start='2024-01-01', end='2024-03-01', params={'adx_min': 20.0}, db_url=url, record_path=str(out))
+    assert not nb.metadata.papermill.exception
+    text = out.read_text()
+    assert 'BTC/USDT 1h' in text and 'stored run bt-' in text
+    with Store(url) as st: runs = st.read_table('backtest_results')
+    assert runs.report_path.tolist() == [str(out)] and runs.config.iloc[0]['params']['adx_min'] == 20.0
+
+def test_backtest_runbook_with_bad_data_fails_with_a_readable_record(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run('backtest.ipynb', tmp_path/'bad.ipynb', preset='', strategy='momentum', symbols=['AAPL'], timeframe='1h',
+            db_url=f"sqlite:///{tmp_path}/b.sqlite")
+    assert 'daily bars, not 1h' in str(e.value)
+    assert 'daily bars, not 1h' in (tmp_path/'bad.ipynb').read_text()
