@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DashboardData', 'Dashboard']
 
-# %% ../../nbs/apps/dashboard.ipynb #11c730fe
+# %% ../../nbs/apps/dashboard.ipynb #26d79d84
 import math, os
 import numpy as np, pandas as pd
 import param, panel as pn
@@ -15,7 +15,7 @@ from ..data import schema as S
 from ..data.store import Store
 from ..engine.metrics import return_metrics, CRITERIA
 
-# %% ../../nbs/apps/dashboard.ipynb #ce32b80a
+# %% ../../nbs/apps/dashboard.ipynb #c64bd4aa
 _EQUITY = ('equity',)
 
 def _ts(v): return from_ns(v) if v is not None and v == v else None
@@ -56,25 +56,28 @@ class DashboardData:
         out = pd.DataFrame(rows, columns=cols)
         return out.sort_values('updated', ascending=False, kind='stable').reset_index(drop=True)
 
-    def equity(self, run_id:str, buckets:int=2_000)->pd.DataFrame:
-        "The run's equity bucketed in the database: per bucket its first time, min, max and last value (all points when fewer)."
+    def equity(self, run_id:str, points:int=2_000)->pd.DataFrame:
+        """The run's equity ('time', 'equity'): every point when it has at most `points`, else the last point of each of
+        `points` equal time buckets, found by index seeks in the database (a million-point curve costs `points` seeks,
+        not a million rows). The exact max drawdown is in the run's metrics."""
         pm = S.performance_metrics
         where = sa.and_(pm.c.run_id == run_id, pm.c.name == 'equity')
         with self.store.connect() as c:
-            lo, hi, n = c.execute(sa.select(sa.func.min(pm.c.ts_event), sa.func.max(pm.c.ts_event), sa.func.count()).where(where)).one()
-            if not n: return pd.DataFrame(columns=['time', 'low', 'high', 'last'])
-            if n <= 2*buckets:
+            lo, hi, n, scope = c.execute(sa.select(sa.func.min(pm.c.ts_event), sa.func.max(pm.c.ts_event), sa.func.count(),
+                                                   sa.func.min(pm.c.scope)).where(where)).one()
+            if not n: return pd.DataFrame({'time': pd.to_datetime([], utc=True), 'equity': []})
+            if n <= points:
                 got = c.execute(sa.select(pm.c.ts_event, pm.c.value).where(where).order_by(pm.c.ts_event)).all()
-                t = np.array([g[0] for g in got], dtype='int64'); v = np.array([g[1] for g in got])
-                return pd.DataFrame({'time': pd.to_datetime(t, utc=True), 'low': v, 'high': v, 'last': v})
-            width = max(1, (int(hi) - int(lo))//buckets + 1)
-            b = ((pm.c.ts_event - int(lo))//width).label('b')          # integer division on both backends
-            agg = sa.select(pm.c.scope, b, sa.func.min(pm.c.ts_event).label('t0'), sa.func.max(pm.c.ts_event).label('t1'),
-                            sa.func.min(pm.c.value).label('low'), sa.func.max(pm.c.value).label('high')).where(where).group_by(pm.c.scope, b).subquery()
-            at_end = sa.and_(pm.c.run_id == run_id, pm.c.scope == agg.c.scope, pm.c.name == 'equity', pm.c.ts_event == agg.c.t1)  # the whole key: an index lookup
-            got = c.execute(sa.select(agg.c.t0, agg.c.low, agg.c.high, pm.c.value).join(pm, at_end).order_by(agg.c.t0)).all()
-        t = np.array([g[0] for g in got], dtype='int64')
-        return pd.DataFrame({'time': pd.to_datetime(t, utc=True), 'low': [g[1] for g in got], 'high': [g[2] for g in got], 'last': [g[3] for g in got]})
+            else:
+                width = (int(hi) - int(lo))//points + 1
+                at = ("FROM performance_metrics p WHERE p.run_id = :r AND p.scope = :s AND p.name = 'equity' "
+                      "AND p.ts_event < :lo + (i + 1)*:w ORDER BY p.ts_event DESC LIMIT 1")
+                got = c.execute(sa.text(f"WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < :n - 1) "
+                                        f"SELECT (SELECT p.ts_event {at}), (SELECT p.value {at}) FROM b ORDER BY i"),
+                                {'n': points, 'r': run_id, 's': scope, 'lo': int(lo), 'w': width}).all()
+        t = np.array([g[0] for g in got], dtype='int64'); v = np.array([g[1] for g in got], dtype='float64')
+        keep = np.r_[True, t[1:] != t[:-1]]                          # an empty bucket repeats the point before it
+        return pd.DataFrame({'time': pd.to_datetime(t[keep], utc=True), 'equity': v[keep]})
 
     def positions(self, run_id:str)->pd.DataFrame:
         "Each symbol's latest position row of the run, open ones only (quantity not 0)."
@@ -118,9 +121,9 @@ class DashboardData:
         "A backtest's stored metrics; for a session, the return metrics of its stored equity."
         bt = self._q(sa.select(S.backtest_results.c.metrics).where(S.backtest_results.c.run_id == run_id))
         if len(bt): return dict(bt.metrics.iloc[0])
-        eq = self.equity(run_id, buckets=100_000)
+        eq = self.equity(run_id, points=100_000)
         if len(eq) < 2: return {}
-        s = pd.Series(eq['last'].to_numpy(), index=eq.time)
+        s = pd.Series(eq.equity.to_numpy(), index=eq.time)
         if s.index[-1] - s.index[0] < pd.Timedelta('7D'):       # too short to annualise: what it has made and lost so far
             v = s.to_numpy()
             return {'total_return': v[-1]/v[0] - 1, 'max_drawdown': float((v/np.maximum.accumulate(v) - 1).min()), 'final_equity': float(v[-1])}
@@ -132,13 +135,13 @@ class DashboardData:
         last point (`eq`/`pos`: this run's `equity()`/`positions()` when already read)."""
         eq = self.equity(run_id) if eq is None else eq
         if not len(eq): return {}
-        last_t, last_v = eq.time.iloc[-1], float(eq['last'].iloc[-1])
+        last_t, last_v = eq.time.iloc[-1], float(eq.equity.iloc[-1])
         pos = self.positions(run_id) if pos is None else pos
         mv = float(pos.market_value.sum()) if len(pos) else 0.
         gross = float(pos.market_value.abs().sum()) if len(pos) else 0.
         day = last_t.floor('D')
         before = eq[eq.time < day]
-        base = float(before['last'].iloc[-1]) if len(before) else float(eq['last'].iloc[0])
+        base = float(before.equity.iloc[-1]) if len(before) else float(eq.equity.iloc[0])
         return {'as_of': last_t, 'equity': last_v, 'cash': last_v - mv, 'exposure': gross/last_v if last_v > 0 else math.nan,
                 'open_positions': int(len(pos)), 'day_pnl': last_v - base, 'day_start': day}
 
@@ -177,17 +180,33 @@ class DashboardData:
                 ('portfolio', 'gross invested', gross, float(r.portfolio.max_invested_pct))]
         return pd.DataFrame([{'layer': a, 'measure': b, 'used': u, 'limit': l, 'utilisation': u/l} for a, b, u, l in rows])
 
-    def prices(self, symbols:list)->pd.DataFrame:
-        "The latest stored close of each watched symbol (any timeframe), with its bar time."
-        md = S.market_data
+    def symbols(self, run_id:str|None)->list:
+        "The symbols a run trades: a backtest's, or those a session has snapshot prices of."
+        if run_id is None: return []
+        bt = self._q(sa.select(S.backtest_results.c.symbols).where(S.backtest_results.c.run_id == run_id))
+        if len(bt): return list(bt.symbols.iloc[0])
+        pm = S.performance_metrics
+        got = self._q(sa.select(pm.c.name).where(pm.c.run_id == run_id, pm.c.name.like('price:%')).distinct())
+        return sorted(n[len('price:'):] for n in got.name) if len(got) else []
+
+    def prices(self, symbols:list, run_id:str|None=None)->pd.DataFrame:
+        """The latest close of each watched symbol, with its bar time: from a session's own snapshots (`price:<symbol>`, the
+        bars it trades on) when `run_id` has them, else the latest stored bar of any timeframe."""
+        md, pm = S.market_data, S.performance_metrics
         rows = []
         for s in symbols:
+            if run_id is not None:
+                got = self._q(sa.select(pm.c.ts_event, pm.c.value).where(pm.c.run_id == run_id, pm.c.name == f"price:{s}")
+                              .order_by(pm.c.ts_event.desc()).limit(1))
+                if len(got):
+                    rows.append({'symbol': s, 'close': float(got.value.iloc[0]), 'bar_close': from_ns(int(got.ts_event.iloc[0])),
+                                 'timeframe': '', 'venue': f"session {run_id}"}); continue
             got = self._q(sa.select(md.c.timeframe, md.c.venue, md.c.ts, md.c.close).where(md.c.symbol == s).order_by(md.c.ts.desc()).limit(1))
             if len(got): rows.append({'symbol': s, 'close': float(got.close.iloc[0]), 'bar_close': from_ns(int(got.ts.iloc[0])),
                                       'timeframe': got.timeframe.iloc[0], 'venue': got.venue.iloc[0]})
         return pd.DataFrame(rows, columns=['symbol', 'close', 'bar_close', 'timeframe', 'venue'])
 
-# %% ../../nbs/apps/dashboard.ipynb #86465ae0
+# %% ../../nbs/apps/dashboard.ipynb #44d4bcc0
 def _fmt_money(v): return '–' if v is None or v != v else f"{v:,.2f}"
 def _fmt_pct(v): return '–' if v is None or v != v else f"{v:.2%}"
 
@@ -196,11 +215,10 @@ def _equity_plot(eq:pd.DataFrame, title:str=''):
     from quantsage.engine import plots  # noqa: F401  (HoloViews' Bokeh extension)
     if not len(eq): return hv.Curve([], 'time', 'equity').opts(title='no equity stored for this run', responsive=True, height=280)
     t = eq.time.dt.tz_convert(None).to_numpy()
-    band = hv.Area((t, eq.low.to_numpy(), eq.high.to_numpy()), 'time', vdims=['equity', 'equity high']).opts(alpha=0.25, color='#1f77b4', line_width=0)
-    line = hv.Curve((t, eq['last'].to_numpy()), 'time', 'equity').opts(color='#1f77b4', tools=['hover'])
-    peak = np.maximum.accumulate(eq['last'].to_numpy())
-    dd = hv.Curve((t, (eq['last'].to_numpy()/peak - 1)*100), 'time', 'drawdown %').opts(color='#d62728')
-    return ((band*line).opts(title=title or 'Equity', responsive=True, height=280) + dd.opts(title='Drawdown (%)', responsive=True, height=140)).cols(1)
+    line = hv.Curve((t, eq.equity.to_numpy()), 'time', 'equity').opts(color='#1f77b4', tools=['hover'])
+    peak = np.maximum.accumulate(eq.equity.to_numpy())
+    dd = hv.Curve((t, (eq.equity.to_numpy()/peak - 1)*100), 'time', 'drawdown %').opts(color='#d62728')
+    return (line.opts(title=title or 'Equity', responsive=True, height=280) + dd.opts(title='Drawdown (%)', responsive=True, height=140)).cols(1)
 
 def _table(**kw): return pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination='remote', page_size=15, sizing_mode='stretch_width', **kw)
 
@@ -208,7 +226,7 @@ class Dashboard(pn.viewable.Viewer):
     "The QuantSage dashboard over one store: pick a run; `refresh()` re-reads everything."
     run_id = param.Selector(default=None, objects=[], allow_None=True, label='Run')
     compare = param.ListSelector(default=[], objects=[], label='Compare runs')
-    watch = param.List(default=[], item_type=str, doc="symbols whose latest stored price is shown")
+    watch = param.List(default=[], item_type=str, doc="symbols whose latest price is shown (default: the run's own)")
     refresh_s = param.Number(default=5., bounds=(0.5, 3600), doc="seconds between refreshes when served")
     refreshed = param.Integer(default=0, doc="how many times the store was read")
 
@@ -230,13 +248,15 @@ class Dashboard(pn.viewable.Viewer):
         "Re-read the store: the list of runs (keeping the chosen one), then every figure of the chosen run."
         runs = self.data.runs()
         ids = runs.run_id.tolist()
-        self.param.run_id.objects = ids; self.param.compare.objects = ids
+        if ids != list(self.param.run_id.objects):              # only when runs came or went: the widgets keep their choices
+            self.param.run_id.objects = ids; self.param.compare.objects = ids
+            self._runs.value = runs
+            still = [c for c in self.compare if c in ids]
+            if still != list(self.compare): self.compare = still
+        else: self._runs.value = runs
         keep = self.run_id if self.run_id in ids else (ids[0] if ids else None)
-        self._runs.value = runs
         if keep != self.run_id: self.run_id = keep             # redraws through the watcher
         else: self._draw()
-        self.compare = [c for c in self.compare if c in ids]
-        self._draw_prices()
         self.refreshed += 1
         self._status.object = f"store `{self.data.store.display_url}` · {len(ids)} run(s) · read at {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
 
@@ -261,6 +281,7 @@ class Dashboard(pn.viewable.Viewer):
             self._run_risk.object = self._run_risk_html(self.data.run_risk(rid))
             self._risk_use.value = self.data.layer_use(rid, ov, pos)
         self._risk_state.value = self.data.risk_state()
+        self._draw_prices()
 
     def _overview_html(self, rid, ov)->str:
         if not ov: return f"<div class='qs-empty'><b>{rid}</b>: no equity stored yet.</div>"
@@ -293,7 +314,8 @@ class Dashboard(pn.viewable.Viewer):
         return f"<table class='qs-metrics'><tr><th>metric</th><th>value</th><th>plan</th></tr>{rows}</table>"
 
     def _draw_prices(self):
-        self._prices.value = self.data.prices(self.watch) if self.watch else pd.DataFrame(columns=['symbol', 'close', 'bar_close'])
+        syms = list(self.watch) or self.data.symbols(self.run_id)            # the watched symbols, else the run's own
+        self._prices.value = self.data.prices(syms, self.run_id) if syms else pd.DataFrame(columns=['symbol', 'close', 'bar_close'])
 
     @param.depends('compare', watch=True)
     def _draw_compare(self):
@@ -307,7 +329,7 @@ class Dashboard(pn.viewable.Viewer):
         curves = []
         for rid in ids:
             eq = self.data.equity(rid)
-            if len(eq): curves.append(hv.Curve((eq.time.dt.tz_convert(None).to_numpy(), eq['last'].to_numpy()/eq['last'].iloc[0]), 'time', 'growth of 1', label=rid))
+            if len(eq): curves.append(hv.Curve((eq.time.dt.tz_convert(None).to_numpy(), eq.equity.to_numpy()/eq.equity.iloc[0]), 'time', 'growth of 1', label=rid))
         self._cmp_plot.object = hv.Overlay(curves).opts(title='Equity, as a multiple of the start', responsive=True, height=300, legend_position='top_left') if curves else None
 
     def __panel__(self):

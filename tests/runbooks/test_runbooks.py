@@ -142,3 +142,14 @@ def test_backtest_runbook_with_bad_data_fails_with_a_readable_record(tmp_path):
             db_url=f"sqlite:///{tmp_path}/b.sqlite")
     assert 'daily bars, not 1h' in str(e.value)
     assert 'daily bars, not 1h' in (tmp_path/'bad.ipynb').read_text()
+
+def test_paper_trading_runbook_writes_the_session_and_matches_its_backtest(tmp_path):
+    from quantsage.data.store import Store
+    url = f"sqlite:///{tmp_path}/paper.sqlite"
+    nb = run('paper_trading.ipynb', tmp_path/'paper.ipynb', symbols=['ETH/USDT'], start='2024-02-01', end='2024-03-01', max_bars=400,
+             session_id='paper-rb', db_url=url)
+    assert not nb.metadata.papermill.exception
+    assert 'done: session paper-rb, 400 bars' in (tmp_path/'paper.ipynb').read_text()
+    with Store(url) as st:
+        snaps = st.read_table('performance_metrics', run_id='paper-rb')
+        assert int((snaps.name == 'equity').sum()) == 400                       # one snapshot per bar, written as it went

@@ -35,7 +35,7 @@ def wait_http(url:str, timeout:float=90., proc=None, log=None)->float:
 
 class Served:
     "`panel serve` of the dashboard notebook in a subprocess, on a store given by URL."
-    def __init__(self, db_url:str, refresh_s:float=1.0, watch:str=''):
+    def __init__(self, db_url:str, refresh_s:float=5.0, watch:str=''):
         self.port = free_port()
         env = {**os.environ, 'QUANTSAGE_DB_URL': db_url, 'QUANTSAGE_DASHBOARD_REFRESH_S': str(refresh_s), 'QUANTSAGE_DASHBOARD_WATCH': watch}
         (ROOT/'reports').mkdir(exist_ok=True)
