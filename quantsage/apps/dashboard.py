@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DashboardData', 'Dashboard']
 
-# %% ../../nbs/apps/dashboard.ipynb #26d79d84
-import math, os
+# %% ../../nbs/apps/dashboard.ipynb #73426c3b
+import html, math, os
 import numpy as np, pandas as pd
 import param, panel as pn
 import sqlalchemy as sa
@@ -14,9 +14,11 @@ from ..core import ConfigError, from_ns
 from ..data import schema as S
 from ..data.store import Store
 from ..engine.metrics import return_metrics, CRITERIA
+from ..engine import plots  # noqa: F401  (HoloViews with its Bokeh extension, loaded once per server)
+import holoviews as hv
 
-# %% ../../nbs/apps/dashboard.ipynb #c64bd4aa
-_EQUITY = ('equity',)
+# %% ../../nbs/apps/dashboard.ipynb #1a5799f8
+_SCOPES = ('backtest', 'paper', 'live', 'portfolio')     # who writes equity snapshots: backtests, paper and live sessions
 
 def _ts(v): return from_ns(v) if v is not None and v == v else None
 
@@ -38,7 +40,8 @@ class DashboardData:
                                S.backtest_results.c.symbols, S.backtest_results.c.timeframe, S.backtest_results.c.metrics,
                                S.backtest_results.c.final_equity, S.backtest_results.c.report_path))
         pm, tr = S.performance_metrics, S.trades
-        act = self._q(sa.union_all(sa.select(pm.c.run_id, sa.func.max(pm.c.ts_event).label('last')).where(pm.c.name == 'equity').group_by(pm.c.run_id),
+        se = S.system_events                                     # sessions by when they last wrote (wall clock), not by bar time
+        act = self._q(sa.union_all(sa.select(se.c.run_id, sa.func.max(se.c.ts_init).label('last')).group_by(se.c.run_id),
                                    sa.select(tr.c.run_id, sa.func.max(tr.c.ts_init).label('last')).group_by(tr.c.run_id)))
         rows = []
         for r in bt.itertuples():
@@ -61,11 +64,14 @@ class DashboardData:
         `points` equal time buckets, found by index seeks in the database (a million-point curve costs `points` seeks,
         not a million rows). The exact max drawdown is in the run's metrics."""
         pm = S.performance_metrics
-        where = sa.and_(pm.c.run_id == run_id, pm.c.name == 'equity')
         with self.store.connect() as c:
-            lo, hi, n, scope = c.execute(sa.select(sa.func.min(pm.c.ts_event), sa.func.max(pm.c.ts_event), sa.func.count(),
-                                                   sa.func.min(pm.c.scope)).where(where)).one()
-            if not n: return pd.DataFrame({'time': pd.to_datetime([], utc=True), 'equity': []})
+            scope = next((sc for sc in _SCOPES if c.execute(sa.select(pm.c.ts_event).where(pm.c.run_id == run_id, pm.c.scope == sc,
+                                                                                            pm.c.name == 'equity').limit(1)).first()), None)
+            if scope is None: return pd.DataFrame({'time': pd.to_datetime([], utc=True), 'equity': []})
+            where = sa.and_(pm.c.run_id == run_id, pm.c.scope == scope, pm.c.name == 'equity')     # the whole key prefix: seeks only
+            lo = c.execute(sa.select(pm.c.ts_event).where(where).order_by(pm.c.ts_event).limit(1)).scalar()
+            hi = c.execute(sa.select(pm.c.ts_event).where(where).order_by(pm.c.ts_event.desc()).limit(1)).scalar()
+            n = c.execute(sa.select(sa.func.count()).select_from(sa.select(pm.c.ts_event).where(where).limit(points + 1).subquery())).scalar()
             if n <= points:
                 got = c.execute(sa.select(pm.c.ts_event, pm.c.value).where(where).order_by(pm.c.ts_event)).all()
             else:
@@ -130,19 +136,31 @@ class DashboardData:
         ppy = (len(s) - 1)/((s.index[-1] - s.index[0])/pd.Timedelta('365.25D'))
         return return_metrics(s, ppy, initial=float(s.iloc[0]))
 
+    def cash(self, run_id:str)->float|None:
+        "The run's cash now: a session's last cash snapshot, else the starting cash moved by every stored fill and fee."
+        pm, t = S.performance_metrics, S.trades
+        got = self._q(sa.select(pm.c.value).where(pm.c.run_id == run_id, pm.c.name == 'cash').order_by(pm.c.ts_event.desc()).limit(1))
+        if len(got): return float(got.value.iloc[0])
+        start = self._q(sa.select(S.backtest_results.c.initial_cash).where(S.backtest_results.c.run_id == run_id))
+        if not len(start) or start.initial_cash.iloc[0] is None: return None
+        f = self._q(sa.select(t.c.side, t.c.quantity, t.c.price, t.c.fee).where(t.c.run_id == run_id))
+        if not len(f): return float(start.initial_cash.iloc[0])
+        sign = np.where(f.side.str.lower() == 'buy', -1., 1.)
+        return float(start.initial_cash.iloc[0] + (sign*f.quantity*f.price).sum() - f.fee.sum())
+
     def overview(self, run_id:str, eq:pd.DataFrame|None=None, pos:pd.DataFrame|None=None)->dict:
-        """Equity, cash (equity less the open positions' market value), exposure, and P&L of the last UTC day, as of the
-        last point (`eq`/`pos`: this run's `equity()`/`positions()` when already read)."""
+        """Equity, cash, net exposure ((equity - cash)/equity: what is in positions, at the latest marks), open positions
+        and P&L of the last UTC day, as of the last point (`eq`/`pos`: this run's `equity()`/`positions()` when read)."""
         eq = self.equity(run_id) if eq is None else eq
         if not len(eq): return {}
         last_t, last_v = eq.time.iloc[-1], float(eq.equity.iloc[-1])
         pos = self.positions(run_id) if pos is None else pos
-        mv = float(pos.market_value.sum()) if len(pos) else 0.
-        gross = float(pos.market_value.abs().sum()) if len(pos) else 0.
+        cash = self.cash(run_id)
+        mv = last_v - cash if cash is not None else (float(pos.market_value.sum()) if len(pos) else 0.)
         day = last_t.floor('D')
         before = eq[eq.time < day]
         base = float(before.equity.iloc[-1]) if len(before) else float(eq.equity.iloc[0])
-        return {'as_of': last_t, 'equity': last_v, 'cash': last_v - mv, 'exposure': gross/last_v if last_v > 0 else math.nan,
+        return {'as_of': last_t, 'equity': last_v, 'cash': last_v - mv, 'exposure': mv/last_v if last_v > 0 else math.nan,
                 'open_positions': int(len(pos)), 'day_pnl': last_v - base, 'day_start': day}
 
     def risk_state(self)->pd.DataFrame:
@@ -206,13 +224,11 @@ class DashboardData:
                                       'timeframe': got.timeframe.iloc[0], 'venue': got.venue.iloc[0]})
         return pd.DataFrame(rows, columns=['symbol', 'close', 'bar_close', 'timeframe', 'venue'])
 
-# %% ../../nbs/apps/dashboard.ipynb #44d4bcc0
+# %% ../../nbs/apps/dashboard.ipynb #9b9d55f0
 def _fmt_money(v): return '–' if v is None or v != v else f"{v:,.2f}"
 def _fmt_pct(v): return '–' if v is None or v != v else f"{v:.2%}"
 
 def _equity_plot(eq:pd.DataFrame, title:str=''):
-    import holoviews as hv
-    from quantsage.engine import plots  # noqa: F401  (HoloViews' Bokeh extension)
     if not len(eq): return hv.Curve([], 'time', 'equity').opts(title='no equity stored for this run', responsive=True, height=280)
     t = eq.time.dt.tz_convert(None).to_numpy()
     line = hv.Curve((t, eq.equity.to_numpy()), 'time', 'equity').opts(color='#1f77b4', tools=['hover'])
@@ -284,8 +300,9 @@ class Dashboard(pn.viewable.Viewer):
         self._draw_prices()
 
     def _overview_html(self, rid, ov)->str:
+        rid = html.escape(rid)
         if not ov: return f"<div class='qs-empty'><b>{rid}</b>: no equity stored yet.</div>"
-        cells = [('Equity', _fmt_money(ov['equity'])), ('Cash', _fmt_money(ov['cash'])), ('Exposure', _fmt_pct(ov['exposure'])),
+        cells = [('Equity', _fmt_money(ov['equity'])), ('Cash', _fmt_money(ov['cash'])), ('Net exposure', _fmt_pct(ov['exposure'])),
                  (f"P&L since {ov['day_start']:%Y-%m-%d}", _fmt_money(ov['day_pnl'])), ('Open positions', str(ov['open_positions']))]
         boxes = ''.join(f"<div style='padding:6px 16px;border-left:3px solid #1f77b4'><div style='color:#666'>{k}</div>"
                         f"<div class='qs-figure' style='font-size:1.4em'>{v}</div></div>" for k, v in cells)
@@ -296,9 +313,9 @@ class Dashboard(pn.viewable.Viewer):
         if not rk: return "<i>this run stored no final risk state (a session's state is in the table above)</i>"
         color = {'active': '#1a7f37', 'reducing': '#bf8700', 'halted': '#cf222e'}.get(rk.get('state'), '#000')
         d, ex = rk.get('decisions', {}), rk.get('exits', {})
-        trips = ''.join(f"<li>{t}</li>" for t in rk.get('trips', [])) or '<li>no breaker tripped</li>'
+        trips = ''.join(f"<li>{html.escape(str(t))}</li>" for t in rk.get('trips', [])) or '<li>no breaker tripped</li>'
         return (f"<div>Final trading state: <b style='color:{color}'>{str(rk.get('state', '')).upper()}</b>"
-                + (f" ({rk['reason']})" if rk.get('reason') else '') + f" · {rk.get('n_changes', 0)} state change(s)<br>"
+                + (f" ({html.escape(str(rk['reason']))})" if rk.get('reason') else '') + f" · {rk.get('n_changes', 0)} state change(s)<br>"
                 f"Orders: {d.get('approved', 0)} approved, {d.get('resized', 0)} resized, {d.get('rejected', 0)} rejected · "
                 f"exits sent: {', '.join(f'{k} {v}' for k, v in ex.items()) or 'none'}<br>Breakers:<ul>{trips}</ul></div>")
 
@@ -319,13 +336,12 @@ class Dashboard(pn.viewable.Viewer):
 
     @param.depends('compare', watch=True)
     def _draw_compare(self):
-        import holoviews as hv
         ids = list(self.compare)
         if len(ids) < 2:
             self._cmp_table.object = '<i>choose two or more runs to compare them side by side</i>'; self._cmp_plot.object = None; return
         keys = ['total_return', 'annual_return', 'sharpe', 'sortino', 'max_drawdown', 'win_rate', 'profit_factor', 'n_trades', 'final_equity']
         tab = pd.DataFrame({rid: {k: self.data.metrics(rid).get(k) for k in keys} for rid in ids})
-        self._cmp_table.object = tab.to_html(float_format=lambda v: f"{v:.4g}", classes='qs-compare')
+        self._cmp_table.object = tab.to_html(float_format=lambda v: f"{v:.4g}", classes='qs-compare')     # to_html escapes
         curves = []
         for rid in ids:
             eq = self.data.equity(rid)
@@ -346,5 +362,5 @@ class Dashboard(pn.viewable.Viewer):
                                        pn.pane.Markdown('### Risk alerts'), self._risk_events)),
                     ('Backtest explorer', pn.Column(self._runs, pn.widgets.MultiChoice.from_param(self.param.compare, sizing_mode='stretch_width'),
                                                     self._cmp_table, self._cmp_plot)),
-                    dynamic=False),
+                    dynamic=True),                                      # a tab is drawn when first shown
             sizing_mode='stretch_width')

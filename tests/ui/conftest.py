@@ -41,10 +41,13 @@ class Served:
         (ROOT/'reports').mkdir(exist_ok=True)
         self.log = open(ROOT/'reports'/f'ui-panel-{self.port}.log', 'w')
         self.proc = subprocess.Popen([sys.executable, '-m', 'panel', 'serve', str(ROOT/'nbs'/'apps'/'dashboard.ipynb'), '--address', '127.0.0.1',
-                                      '--port', str(self.port), '--allow-websocket-origin', f'127.0.0.1:{self.port}'],
+                                      '--port', str(self.port), '--allow-websocket-origin', f'127.0.0.1:{self.port}',
+                                      '--setup', str(ROOT/'quantsage'/'apps'/'warmup.py')],          # as `quantsage dashboard` does
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}/dashboard"
-        self.startup_s = wait_http(self.url, proc=self.proc, log=self.log.name)
+        try: self.startup_s = wait_http(self.url, proc=self.proc, log=self.log.name)
+        except BaseException:
+            self.stop(); raise                              # never leave a server behind
     def stop(self):
         self.proc.terminate()
         try: self.proc.wait(timeout=15)

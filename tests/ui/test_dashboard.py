@@ -72,3 +72,35 @@ def test_the_explorer_compares_two_backtests(serve, filled, page):
     table = page.locator('table.qs-compare')
     expect(table).to_be_visible(timeout=10_000)
     expect(table).to_contain_text(mr); expect(table).to_contain_text(mom); expect(table).to_contain_text('sharpe')
+
+def test_a_public_bind_asks_for_the_password_and_lets_the_right_one_in(filled, page, tmp_path):
+    "`quantsage dashboard --address 0.0.0.0` with QUANTSAGE_DASHBOARD_PASSWORD: Panel's login page, then the dashboard."
+    import os, signal
+    from pathlib import Path
+    from conftest import free_port, wait_http
+    url, (mr, mom) = filled
+    port = free_port()
+    exe = str(Path(sys.executable).parent/'quantsage')
+    log = open(tmp_path/'serve.log', 'w')
+    proc = subprocess.Popen([exe, 'dashboard', '--address', '0.0.0.0', '--port', str(port), '--origin', f'127.0.0.1:{port}', '--db-url', url],
+                            env={**os.environ, 'QUANTSAGE_DASHBOARD_PASSWORD': 'correct-horse'}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/login", proc=proc, log=log.name)
+        creds = list(Path('/tmp').glob('quantsage-dashboard-*.json'))
+        page.goto(f"http://127.0.0.1:{port}/dashboard")
+        page.locator('input[name=username]').fill('quantsage'); page.locator('input[name=password]').fill('wrong')
+        page.locator('button, input[type=submit]').first.click()
+        expect(page.locator('input[name=password]')).to_be_visible()                  # still the login page
+        page.goto(f"http://127.0.0.1:{port}/dashboard")
+        page.locator('input[name=username]').fill('quantsage'); page.locator('input[name=password]').fill('correct-horse')
+        page.locator('button, input[type=submit]').first.click()
+        expect(page.get_by_text(' · as of').first).to_be_visible(timeout=30_000)        # the dashboard itself, past the login
+        expect(page.get_by_role('combobox', name='Run')).to_contain_text(mom)
+        assert creds                                                                  # the credentials file exists while serving ...
+    finally:
+        proc.send_signal(signal.SIGTERM); proc.wait(timeout=30); log.close()       # as a service manager stops it
+        try: os.killpg(proc.pid, signal.SIGKILL)                                 # nothing of it may outlive the test
+        except ProcessLookupError: pass
+    assert proc.returncode == 130
+    assert not [p for p in creds if p.exists()]                                      # ... and is removed when it stops
