@@ -44,7 +44,8 @@ def test_demo_runs_the_backtest_runbook_on_real_samples_and_links_the_record(tmp
     r = qs('demo', '--db-url', url, '--no-progress', '--report-dir', str(tmp_path/'reports'))
     assert r.returncode == 0, r.stderr
     assert '13,467 bars inserted, 0 updated, 0 already stored and unchanged.' in r.stdout
-    for needle in ('backtest runbook: mean_reversion_stocks on IBM, MSFT, GOOG', 'run ok in', 'stored result bt-', 'sharpe', 'max_drawdown'):
+    for needle in ('backtest runbook: mean_reversion_stocks on IBM, MSFT, GOOG', 'run ok in', 'stored result bt-', 'sharpe', 'max_drawdown',
+                   'success criteria (the plan): sharpe > 1.5:'):
         assert needle in r.stdout, needle
     record = Path(r.stdout.split('record: ')[1].split()[0])
     assert record.parent == tmp_path/'reports'/'backtest' and record.name.startswith('backtest_mean_reversion_stocks_IBM-MSFT-GOOG_')
