@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DashboardData', 'Dashboard']
 
-# %% ../../nbs/apps/dashboard.ipynb #73426c3b
+# %% ../../nbs/apps/dashboard.ipynb #531b60f1
 import html, math, os
 import numpy as np, pandas as pd
 import param, panel as pn
@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from ..core import ConfigError, from_ns
 from ..data import schema as S
 from ..data.store import Store
-from ..engine.metrics import return_metrics, CRITERIA
+from ..engine.metrics import return_metrics, CRITERIA, meets
 from ..engine import plots  # noqa: F401  (HoloViews with its Bokeh extension, loaded once per server)
 import holoviews as hv
 
-# %% ../../nbs/apps/dashboard.ipynb #1a5799f8
+# %% ../../nbs/apps/dashboard.ipynb #933fe82b
 _SCOPES = ('backtest', 'paper', 'live', 'portfolio')     # who writes equity snapshots: backtests, paper and live sessions
 
 def _ts(v): return from_ns(v) if v is not None and v == v else None
@@ -224,7 +224,7 @@ class DashboardData:
                                       'timeframe': got.timeframe.iloc[0], 'venue': got.venue.iloc[0]})
         return pd.DataFrame(rows, columns=['symbol', 'close', 'bar_close', 'timeframe', 'venue'])
 
-# %% ../../nbs/apps/dashboard.ipynb #9b9d55f0
+# %% ../../nbs/apps/dashboard.ipynb #ef01a3f4
 def _fmt_money(v): return '–' if v is None or v != v else f"{v:,.2f}"
 def _fmt_pct(v): return '–' if v is None or v != v else f"{v:.2%}"
 
@@ -326,7 +326,7 @@ class Dashboard(pn.viewable.Viewer):
                 'n_trades', 'exposure', 'fees', 'final_equity']
         pct = {'total_return', 'annual_return', 'volatility', 'max_drawdown', 'win_rate', 'exposure'}
         rows = ''.join(f"<tr><td>{k}</td><td style='text-align:right'>{(_fmt_pct(m[k]) if k in pct else (f'{m[k]:,.4g}' if isinstance(m[k], (int, float)) and m[k] == m[k] else '–'))}</td>"
-                       + (f"<td>{'PASS' if m[k] == m[k] and m[k] > CRITERIA[k][1] else 'FAIL'} ({CRITERIA[k][0]} {CRITERIA[k][1]:g})</td>" if k in CRITERIA else '<td></td>') + "</tr>"
+                       + (f"<td>{'PASS' if meets(k, m[k]) else 'FAIL'} ({CRITERIA[k][0]} {CRITERIA[k][1]:g})</td>" if k in CRITERIA else '<td></td>') + "</tr>"
                        for k in keys if k in m and m[k] is not None)
         return f"<table class='qs-metrics'><tr><th>metric</th><th>value</th><th>plan</th></tr>{rows}</table>"
 
