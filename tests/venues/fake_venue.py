@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit, parse_qs
-import pandas as pd
+import numpy as np, pandas as pd
 
 @dataclass
 class Fault:
@@ -127,7 +127,8 @@ class FakeBinance(FakeVenue):
         for sid in self.bars:
             base, quote = (sid[:-4], sid[-4:]) if sid.endswith('USDT') else (sid[:-3], sid[-3:])
             syms.append({'symbol': sid, 'status': 'TRADING', 'baseAsset': base, 'quoteAsset': quote, 'baseAssetPrecision': 8,
-                         'quotePrecision': 8, 'permissionSets': [['SPOT']],
+                         'quotePrecision': 8, 'permissionSets': [['SPOT']], 'isSpotTradingAllowed': True,
+                         'orderTypes': ['LIMIT', 'LIMIT_MAKER', 'MARKET', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT'],
                          'filters': [{'filterType': 'PRICE_FILTER', 'minPrice': '0.01', 'maxPrice': '1000000', 'tickSize': '0.01'},
                                      {'filterType': 'LOT_SIZE', 'minQty': '0.00001', 'maxQty': '9000', 'stepSize': '0.00001'}]})
         return 200, {'timezone': 'UTC', 'serverTime': self.now_ms, 'symbols': syms}
@@ -272,3 +273,223 @@ class FakeCoinbase(FakeVenue):
         rows = list(zip(t[m], df[m].itertuples(index=False)))[:350]
         return 200, {'candles': [{'start': str(int(ts)), 'low': repr(r.low), 'high': repr(r.high), 'open': repr(r.open),
                                   'close': repr(r.close), 'volume': repr(r.volume)} for ts, r in reversed(rows)]}
+
+# ---------------------------------------------------------------------------------------------------------------------------
+# Trading: Binance spot order, cancel, lookup, open orders, trades and account endpoints, with a ground-truth ledger.
+
+import hashlib, hmac, itertools
+from urllib.parse import parse_qsl, urlencode
+
+@dataclass
+class VenueOrderRecord:
+    "The venue's own record of one order (the ground truth the invariants compare against)."
+    order_id: int; client_order_id: str; symbol: str; side: str; type: str; quantity: float; price: float | None
+    status: str = 'NEW'; executed: float = 0.0; quote: float = 0.0; created: float = 0.0; time_ms: int = 0
+
+@dataclass
+class VenueTrade:
+    trade_id: int; order_id: int; symbol: str; side: str; quantity: float; price: float; commission: float; time_ms: int
+
+class TradingFaults:
+    """Order-path misbehaviours that a plain per-request `Fault` cannot express, consumed in order:
+    `commit_then_timeout`: accept the next order, then hold the reply past the client's timeout (F02/F07);
+    `timeout_before_commit`: hold the next order request past the timeout and never record it (F08);
+    `late_commit`: hold it, and record it `late_s` after the request arrived, while the client has given up (F08 variant);
+    `hide_s`: newly created orders are invisible to lookups for this long (F11);
+    `fills_per_order`: split every market fill into this many trades (F03);
+    `duplicate_trades`: the trades endpoint reports every trade twice (F12);
+    `fill_on_cancel`: a cancel that arrives for a working order fills it first, then answers 'Unknown order' (F14)."""
+    def __init__(self):
+        self.create = deque(); self.hide_s = 0.0; self.fills_per_order = 1; self.duplicate_trades = False
+        self.fill_on_cancel = False; self.late_s = 2.0
+
+class FakeBinanceTrading(FakeBinance):
+    """A Binance spot venue that trades: market orders fill at once at `prices[symbol]` (split into
+    `faults.fills_per_order` trades), limit orders rest until `cross(symbol, price)`. Requests are signed and checked
+    (HMAC-SHA256, `X-MBX-APIKEY`); a client order id may be reused only once its earlier order is closed, as on Binance,
+    so a blind re-send of a filled order creates a second order and the ledger shows it."""
+    FEE = 0.001
+
+    def __init__(self, bars: dict, now=None, key='binance-test-key', secret='binance-test-secret', cash=100_000.0,
+                 holdings: dict | None = None, prices: dict | None = None, client_timeout_s: float = 1.0):
+        super().__init__(bars, now=now)
+        self.key, self.secret, self.client_timeout_s = key, secret, client_timeout_s
+        self.balances = {'USDT': float(cash), **{k: float(v) for k, v in (holdings or {}).items()}}
+        self.prices = dict(prices or {})
+        self.orders: list[VenueOrderRecord] = []; self.trades: list[VenueTrade] = []
+        self.faults_trading, self.auth_fail, self.maintenance = TradingFaults(), False, False
+        self._ids, self._trade_ids, self._book = itertools.count(1000), itertools.count(5000), threading.RLock()
+        r = self.routes
+        r[('POST', '/api/v3/order')] = self._signed(self._create)
+        r[('GET', '/api/v3/order')] = self._signed(self._get)
+        r[('DELETE', '/api/v3/order')] = self._signed(self._cancel)
+        r[('GET', '/api/v3/openOrders')] = self._signed(self._open)
+        r[('GET', '/api/v3/myTrades')] = self._signed(self._my_trades)
+        r[('GET', '/api/v3/account')] = self._signed(self._account)
+
+    # -- ledger views for assertions ----------------------------------------------------------------------------------------
+    def orders_for(self, client_order_id): return [o for o in self.orders if o.client_order_id == client_order_id]
+    def creates(self, client_order_id=None):
+        "Order POSTs the venue received (for one client order id), accepted or not."
+        return [r for r in self.log if r.method == 'POST' and r.path == '/api/v3/order'
+                and (client_order_id is None or r.query.get('newClientOrderId') == client_order_id)]
+    def position(self, base): return self.balances.get(base, 0.0)
+
+    # -- request plumbing ---------------------------------------------------------------------------------------------------
+    def _signed(self, fn):
+        def handler(q, body):
+            params = dict(parse_qsl(body)) if body else dict(q)
+            params.update({k: v for k, v in q.items() if k not in params})
+            sig = params.pop('signature', None)
+            if self.auth_fail or sig is None:
+                return 401, {'code': -2015, 'msg': 'Invalid API-key, IP, or permissions for action.'}
+            payload = urlencode([(k, v) for k, v in params.items()])
+            want = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(want, sig): return 400, {'code': -1022, 'msg': 'Signature for this request is not valid.'}
+            if self.maintenance: return 503, {'code': -1001, 'msg': 'System is under maintenance.'}
+            return fn(params)
+        return handler
+
+    def _handle(self, h, method):
+        if h.headers.get('X-MBX-APIKEY') not in (None, self.key):
+            with self._lock: self.log.append(Request(time.monotonic(), method, urlsplit(h.path).path, {}))
+            return self._send(h, 401, '{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}')
+        if method == 'POST' and urlsplit(h.path).path == '/api/v3/order':
+            n = int(h.headers.get('Content-Length') or 0)
+            body = h.rfile.read(n).decode() if n else ''
+            q = dict(parse_qsl(body))
+            with self._lock:
+                self.log.append(Request(time.monotonic(), method, '/api/v3/order', q))
+                fault = self.faults.get('/api/v3/order', deque()).popleft() if self.faults.get('/api/v3/order') else None
+                special = self.faults_trading.create.popleft() if self.faults_trading.create else None
+            if fault is not None and fault.kind == 'status':
+                return self._send(h, fault.status, fault.body if fault.body is not None else self.default_error_body(fault.status), fault.headers)
+            if special == 'timeout_before_commit':
+                time.sleep(self.client_timeout_s + 0.5); return self._send(h, 504, '')
+            if special == 'late_commit':
+                threading.Timer(self.faults_trading.late_s, lambda: self._signed(self._create)(q, '')).start()
+                time.sleep(self.client_timeout_s + 0.5); return self._send(h, 504, '')
+            status, payload = self._signed(self._create)(q, '')
+            if special == 'commit_then_timeout': time.sleep(self.client_timeout_s + 0.5)
+            return self._send(h, status, json.dumps(payload))
+        return super()._handle(h, method)
+
+    # -- order handling ------------------------------------------------------------------------------------------------------
+    def _market_of(self, sid):
+        return next((m for m in self._exchange_info(None, None)[1]['symbols'] if m['symbol'] == sid), None)
+
+    _BAR_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-\d+')
+
+    def _price(self, sid, cid=''):
+        """Where the market is: `prices[symbol]` when a test set it; else, for a QuantSage session's order, the close of
+        the bar its client order id names (the session's bar clock: replayed sessions trade at their bar's close); else
+        the last closed bar before the venue's `now`."""
+        p = self.prices.get(sid)
+        if p is not None: return float(p)
+        df = self.bars[sid]; t = df.index.as_unit('ns').asi8
+        m = self._BAR_IN_ID.fullmatch(cid or '')
+        if m: i = int(np.searchsorted(t, int(m.group(1), 16), side='left')) - 1      # the bar that closes at that time (open-stamped)
+        else: i = int((t <= self.now_ms*1_000_000 - 3_600_000_000_000).sum()) - 1
+        return float(df.close.iloc[max(0, i)])
+
+    def _json(self, o: VenueOrderRecord, fills=None):
+        d = {'symbol': o.symbol, 'orderId': o.order_id, 'orderListId': -1, 'clientOrderId': o.client_order_id, 'transactTime': o.time_ms,
+             'time': o.time_ms, 'updateTime': o.time_ms, 'price': f"{o.price or 0:.8f}", 'origQty': f"{o.quantity:.8f}",
+             'executedQty': f"{o.executed:.8f}", 'cummulativeQuoteQty': f"{o.quote:.8f}", 'status': o.status,
+             'timeInForce': 'GTC', 'type': o.type, 'side': o.side, 'workingTime': o.time_ms, 'selfTradePreventionMode': 'NONE'}
+        if fills is not None:
+            d['fills'] = [{'price': f"{t.price:.8f}", 'qty': f"{t.quantity:.8f}", 'commission': f"{t.commission:.8f}",
+                           'commissionAsset': 'USDT', 'tradeId': t.trade_id} for t in fills]
+        return d
+
+    def _execute(self, o: VenueOrderRecord, qty: float, price: float, parts: int = 1) -> list:
+        base = o.symbol[:-4]
+        out = []
+        for i in range(parts):
+            q = qty/parts if i < parts - 1 else qty - sum(t.quantity for t in out)
+            fee = q*price*self.FEE
+            t = VenueTrade(next(self._trade_ids), o.order_id, o.symbol, o.side, q, price, fee, int(time.time()*1000))
+            self.trades.append(t); out.append(t)
+            sign = 1 if o.side == 'BUY' else -1
+            self.balances[base] = self.balances.get(base, 0.0) + sign*q
+            self.balances['USDT'] -= sign*q*price + fee
+            o.executed += q; o.quote += q*price
+        o.status = 'FILLED' if o.executed >= o.quantity - 1e-12 else 'PARTIALLY_FILLED'
+        return out
+
+    def _create(self, p):
+        sid, cid = p.get('symbol'), p.get('newClientOrderId') or f"venue-{next(self._ids)}"
+        if self._market_of(sid) is None: return 400, {'code': -1121, 'msg': 'Invalid symbol.'}
+        qty, typ, side = float(p['quantity']), p['type'], p['side']
+        with self._book:
+            if any(o.client_order_id == cid and o.status in ('NEW', 'PARTIALLY_FILLED') for o in self.orders):
+                return 400, {'code': -2010, 'msg': 'Duplicate order sent.'}
+            price = self._price(sid, cid)
+            base = sid[:-4]
+            if side == 'BUY' and qty*price*(1 + self.FEE) > self.balances['USDT'] + 1e-9:
+                return 400, {'code': -2010, 'msg': 'Account has insufficient balance for requested action.'}
+            if side == 'SELL' and qty > self.balances.get(base, 0.0) + 1e-12:
+                return 400, {'code': -2010, 'msg': 'Account has insufficient balance for requested action.'}
+            o = VenueOrderRecord(next(self._ids), cid, sid, side, typ, qty, float(p['price']) if 'price' in p else None,
+                                 created=time.monotonic(), time_ms=int(time.time()*1000))
+            self.orders.append(o)
+            fills = []
+            if typ == 'MARKET': fills = self._execute(o, qty, price, self.faults_trading.fills_per_order)
+            elif typ == 'LIMIT' and ((side == 'BUY' and price <= o.price) or (side == 'SELL' and price >= o.price)):
+                fills = self._execute(o, qty, price)
+            return 200, self._json(o, fills)
+
+    def cross(self, sid, price):
+        "The market trades at `price`: resting limit orders that it reaches fill there."
+        with self._book:
+            self.prices[sid] = price
+            for o in self.orders:
+                if o.symbol == sid and o.status in ('NEW', 'PARTIALLY_FILLED') and o.type == 'LIMIT' and \
+                        ((o.side == 'BUY' and price <= o.price) or (o.side == 'SELL' and price >= o.price)):
+                    self._execute(o, o.quantity - o.executed, o.price)
+
+    def _find(self, p):
+        with self._book:
+            if 'origClientOrderId' in p:
+                found = [o for o in self.orders if o.client_order_id == p['origClientOrderId'] and o.symbol == p.get('symbol')]
+            else:
+                found = [o for o in self.orders if str(o.order_id) == p.get('orderId') and o.symbol == p.get('symbol')]
+            found = [o for o in found if time.monotonic() - o.created >= self.faults_trading.hide_s]
+            return found[-1] if found else None
+
+    def _get(self, p):
+        o = self._find(p)
+        if o is None: return 400, {'code': -2013, 'msg': 'Order does not exist.'}
+        return 200, self._json(o)
+
+    def _cancel(self, p):
+        with self._book:
+            o = self._find(p)
+            if o is not None and o.status in ('NEW', 'PARTIALLY_FILLED') and self.faults_trading.fill_on_cancel:
+                self._execute(o, o.quantity - o.executed, self._price(o.symbol, o.client_order_id))
+            if o is None or o.status not in ('NEW', 'PARTIALLY_FILLED'):
+                return 400, {'code': -2011, 'msg': 'Unknown order sent.'}
+            o.status = 'CANCELED'
+            return 200, self._json(o)
+
+    def _open(self, p):
+        with self._book:
+            return 200, [self._json(o) for o in self.orders if o.status in ('NEW', 'PARTIALLY_FILLED')
+                         and (p.get('symbol') in (None, o.symbol))]
+
+    def _my_trades(self, p):
+        with self._book:
+            ts = [t for t in self.trades if t.symbol == p.get('symbol') and ('orderId' not in p or str(t.order_id) == p['orderId'])
+                  and t.trade_id >= int(p.get('fromId', 0)) and t.time_ms >= int(p.get('startTime', 0))]
+            out = [{'symbol': t.symbol, 'id': t.trade_id, 'orderId': t.order_id, 'orderListId': -1, 'price': f"{t.price:.8f}",
+                    'qty': f"{t.quantity:.8f}", 'quoteQty': f"{t.quantity*t.price:.8f}", 'commission': f"{t.commission:.8f}",
+                    'commissionAsset': 'USDT', 'time': t.time_ms, 'isBuyer': t.side == 'BUY', 'isMaker': False, 'isBestMatch': True}
+                   for t in ts]
+            if self.faults_trading.duplicate_trades: out = [x for t in out for x in (t, dict(t))]
+            return 200, out
+
+    def _account(self, p):
+        with self._book:
+            return 200, {'makerCommission': 10, 'takerCommission': 10, 'canTrade': True, 'canWithdraw': False, 'canDeposit': True,
+                         'updateTime': int(time.time()*1000), 'accountType': 'SPOT', 'permissions': ['SPOT'],
+                         'balances': [{'asset': a, 'free': f"{v:.8f}", 'locked': '0.00000000'} for a, v in self.balances.items()]}
