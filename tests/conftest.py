@@ -57,3 +57,17 @@ def shared_dir():
     d = shared_data_dir()
     if d is None or not (d/'binance_BTCUSDT_1h.csv').exists(): pytest.fail(f"shared data not found at {d}: set QUANTSAGE_SHARED_DATA")
     return d
+
+
+def pytest_terminal_summary(terminalreporter):
+    "What the live order path's seeded soak covered, when it ran in this session (each seed asserts the invariants itself)."
+    import sys
+    mod = next((m for k, m in list(sys.modules.items()) if k.endswith("live.test_soak")), None)
+    soak = getattr(mod, "SOAK", None)
+    if not soak: return
+    import pandas as pd
+    df = pd.DataFrame(soak)
+    terminalreporter.write_line(
+        f"live soak: {len(df)} seeds passed the invariants: {df.orders.sum()} venue orders, {df.posts.sum()} order POSTs, "
+        f"{df.crashes.sum()} crashes and restarts, {df.abandoned.sum()} orders abandoned and {df.rejected.sum()} rejected (labelled), "
+        f"{df.s.sum():.0f} s of runs")

@@ -295,10 +295,12 @@ class TradingFaults:
     `commit_then_timeout`: accept the next order, then hold the reply past the client's timeout (F02/F07);
     `timeout_before_commit`: hold the next order request past the timeout and never record it (F08);
     `late_commit`: hold it, and record it `late_s` after the request arrived, while the client has given up (F08 variant);
+    `commit_then_504`: accept the next order, then answer 504 Gateway Timeout (F10);
     `hide_s`: newly created orders are invisible to lookups for this long (F11);
     `fills_per_order`: split every market fill into this many trades (F03);
     `duplicate_trades`: the trades endpoint reports every trade twice (F12);
-    `fill_on_cancel`: a cancel that arrives for a working order fills it first, then answers 'Unknown order' (F14)."""
+    `fill_on_cancel`: a cancel that arrives for a working order fills it first, then answers 'Unknown order' (F14).
+    `create` may also hold `None` (the order goes through) and plain `Fault.http(...)` answers (429, 503: not taken)."""
     def __init__(self):
         self.create = deque(); self.hide_s = 0.0; self.fills_per_order = 1; self.duplicate_trades = False
         self.fill_on_cancel = False; self.late_s = 2.0
@@ -360,8 +362,10 @@ class FakeBinanceTrading(FakeBinance):
             q = dict(parse_qsl(body))
             with self._lock:
                 self.log.append(Request(time.monotonic(), method, '/api/v3/order', q))
-                fault = self.faults.get('/api/v3/order', deque()).popleft() if self.faults.get('/api/v3/order') else None
+                key = next((k for k in ('POST /api/v3/order', '/api/v3/order') if self.faults.get(k)), None)   # POST-only faults first
+                fault = self.faults[key].popleft() if key else None
                 special = self.faults_trading.create.popleft() if self.faults_trading.create else None
+            if isinstance(special, Fault): fault, special = special, None          # a plain fault queued among the order-path ones
             if fault is not None and fault.kind == 'status':
                 return self._send(h, fault.status, fault.body if fault.body is not None else self.default_error_body(fault.status), fault.headers)
             if special == 'timeout_before_commit':
@@ -371,6 +375,7 @@ class FakeBinanceTrading(FakeBinance):
                 time.sleep(self.client_timeout_s + 0.5); return self._send(h, 504, '')
             status, payload = self._signed(self._create)(q, '')
             if special == 'commit_then_timeout': time.sleep(self.client_timeout_s + 0.5)
+            if special == 'commit_then_504': return self._send(h, 504, '')
             return self._send(h, status, json.dumps(payload))
         return super()._handle(h, method)
 
@@ -406,7 +411,7 @@ class FakeBinanceTrading(FakeBinance):
         base = o.symbol[:-4]
         out = []
         for i in range(parts):
-            q = qty/parts if i < parts - 1 else qty - sum(t.quantity for t in out)
+            q = round(qty/parts, 8) if i < parts - 1 else round(qty - sum(t.quantity for t in out), 8)   # in whole lots, as reported
             fee = q*price*self.FEE
             t = VenueTrade(next(self._trade_ids), o.order_id, o.symbol, o.side, q, price, fee, int(time.time()*1000))
             self.trades.append(t); out.append(t)
