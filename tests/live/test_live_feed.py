@@ -1,0 +1,100 @@
+"""A live session on a live feed: the real CCXTSource polling the loopback Binance, whose clock the test moves one hour per
+poll. Only closed bars reach the strategy (F23), its signals equal the backtest's on the same bars, a bad bar is quarantined
+(F19, F20), and a frozen feed raises a stale-data alert (F22) while entries on stale data are refused and exits pass."""
+import asyncio, math
+import pandas as pd, pytest
+from quantsage.data.ccxt_source import CCXTSource
+from quantsage.engine.backtest import backtest
+from quantsage.events import Topic, OrderEvent
+from quantsage.live import LiveSession, PollingFeed, StaleData
+from tests.venues.fake_venue import FakeBinanceTrading
+from .conftest import KEY, SECRET, venue, check_invariants
+
+START = pd.Timestamp('2024-01-05 00:30', tz='UTC')          # the venue's clock: half an hour into a bar
+
+class Clocked(PollingFeed):
+    "Each poll first moves the venue's clock and the session's by `step` (unless frozen)."
+    def __init__(self, fv, now, *a, step='1h', **kw):
+        super().__init__(*a, **kw); self.fv, self.now, self.step, self.frozen = fv, now, pd.Timedelta(step), 0
+    def poll(self, last):
+        self.now[0] += self.step
+        if self.frozen: self.frozen -= 1
+        else: self.fv.now_ms = int(self.now[0].value//1_000_000)
+        return super().poll(last)
+
+def make(fv, store, now, bars=30, frozen_at=None, **kw):
+    src = CCXTSource('binance', base_url=fv.url, clock=lambda: now[0], sleep=lambda s: None)
+    feed = Clocked(fv, now, src, ['BTC/USDT'], '1h', warmup_bars=48, clock=lambda: now[0])
+    return LiveSession('sma_cross', feed=feed, venue=venue(fv), store=store, session_id='f1', fast=5, slow=20, fraction=0.5,
+                       clock=lambda: now[0], poll_s=0, max_bars=bars, **kw), feed
+
+@pytest.fixture
+def fv2(hourly):
+    with FakeBinanceTrading({'BTCUSDT': hourly}, now=START, key=KEY, secret=SECRET, cash=50_000) as v: yield v
+
+def test_only_closed_bars_reach_the_strategy_and_signals_equal_the_backtest(fv2, store, hourly):
+    now = [START]
+    s, feed = make(fv2, store, now, bars=60)
+    seen = []
+    s.a.kernel.bus.subscribe(Topic.MARKET_DATA, lambda b: seen.append((b.ts_event, now[0].value)))
+    s.run_sync()
+    assert len(seen) == 60 and all(t <= clock for t, clock in seen)                         # closed when handled, never forming
+    closes = hourly.set_axis(hourly.index + pd.Timedelta('1h'))
+    assert [t for t, _ in seen] == list(closes.loc[START.floor('1h') + pd.Timedelta('1h'):].index[:60].as_unit('ns').asi8)
+    # the first bar after the warm-up closed at START's hour: bars closing later each came on the poll after they closed
+    live = store.read_table('signals', run_id='f1').sort_values('ts_event')
+    bt = backtest('sma_cross', closes.loc[:pd.Timestamp(seen[-1][0], tz='UTC')], fast=5, slow=20).signals
+    bt = bt[bt.ts_event >= pd.Timestamp(seen[0][0], tz='UTC')]
+    key = lambda f: [(pd.Timestamp(t).value, str(d)) for t, d in zip(f.ts_event, f.direction)]
+    assert len(live) > 0 and key(live) == key(bt)
+    check_invariants(store, fv2, sid='f1')
+
+def test_a_bad_bar_is_quarantined_and_never_seen(fv2, store, hourly):
+    bad_open = pd.Timestamp('2024-01-05 10:00', tz='UTC')
+    fv2.bars['BTCUSDT'] = fv2.bars['BTCUSDT'].copy()
+    fv2.bars['BTCUSDT'].loc[bad_open, 'high'] = fv2.bars['BTCUSDT'].loc[bad_open, 'low'] / 2      # high below low: impossible
+    fv2.bars['BTCUSDT'].loc[bad_open + pd.Timedelta('3h'), 'close'] = math.nan
+    now = [START]
+    s, feed = make(fv2, store, now, bars=20)
+    seen = []
+    s.a.kernel.bus.subscribe(Topic.MARKET_DATA, lambda b: seen.append(b.ts_event))
+    s.run_sync()
+    rules = {r for _, r, _ in feed.quarantined}
+    assert {'high_below_open_close', 'nan_inf'} <= rules or {'low_above_open_close', 'nan_inf'} <= rules, feed.quarantined
+    for t in (bad_open, bad_open + pd.Timedelta('3h')):
+        assert (t + pd.Timedelta('1h')).value not in seen                                         # never reached a strategy
+
+def test_a_frozen_feed_raises_a_stale_alert_and_fresh_bars_clear_it(fv2, store, hourly):
+    now = [START]
+    s, feed = make(fv2, store, now, bars=12)
+    orig = feed.poll
+    n = [0]
+    def poll(last):
+        n[0] += 1
+        if n[0] == 5: feed.frozen = 3                           # the venue stops for 3 hours while the clock goes on
+        return orig(last)
+    feed.poll = poll
+    s.run_sync()
+    ev = store.read_table('system_events', run_id='f1')
+    stale = ev[ev.kind == 'data_stale']
+    assert len(stale) == 1 and 'no new closed bar for' in stale.message.iloc[0]
+    assert ev.message.str.contains('fresh bars again').any()
+
+def test_stale_data_refuses_entries_and_lets_exits_pass(fv2, store):
+    now = [pd.Timestamp('2024-01-05 12:00', tz='UTC')]
+    chk = StaleData(2*3_600_000_000_000, clock=lambda: now[0])
+    entry = OrderEvent('e1', 'BTC/USDT', 'buy', 1.0, 'market', 1, 1)
+    assert chk.limit(entry, 100., 1e5, None).quantity == 0                                      # no bar yet
+    chk.last['BTC/USDT'] = pd.Timestamp('2024-01-05 11:00', tz='UTC').value
+    assert chk.limit(entry, 100., 1e5, None) is None                                           # 1 h old: fresh
+    now[0] += pd.Timedelta('2h')
+    lim = chk.limit(entry, 100., 1e5, None)
+    assert lim.quantity == 0 and 'stale data' in lim.message and '0 days 03:00:00 old' in lim.message
+    s, _ = make(fv2, store, [START])                                                           # in the session's risk layers
+    risk = s.a.kernel.portfolio.risk
+    assert s.stale in risk.checks
+    exit_ = OrderEvent('x1', 'BTC/USDT', 'sell', 1.0, 'market', 1, 1, reduce_only=True)
+    s.stale.last.clear()
+    assert risk.check(exit_, s.a.kernel.portfolio) is not None                                 # exits are never held back
+    s.a.kernel.portfolio.marks['BTC/USDT'] = 40_000.
+    assert risk.check(entry, s.a.kernel.portfolio) is None
