@@ -36,7 +36,7 @@ def trade(url, fv, sid, crash=None):
     env = {**os.environ, 'BINANCE_API_KEY': KEY, 'BINANCE_SECRET': SECRET}
     env.pop('QUANTSAGE_CRASH_AT', None)
     if crash: env['QUANTSAGE_CRASH_AT'] = crash
-    return subprocess.run([EXE, 'trade', '--venue', 'binance', '--base-url', fv.url, '--strategy', 'sma_cross', '--symbols', 'BTC/USDT',
+    return subprocess.run([EXE, 'trade', '--venue', 'binance', '--feed', 'replay', '--base-url', fv.url, '--strategy', 'sma_cross', '--symbols', 'BTC/USDT',
                            '--timeframe', '1h', '--param', 'fast=5', '--param', 'slow=20', '--session-id', sid, '--no-progress',
                            '--db-url', url], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
@@ -63,3 +63,29 @@ def test_sigkill_at_a_crash_point_then_restart(point, hourly, tmp_path):
                              for v in st.read_table(t).astype(str).to_numpy().ravel())
         for secret in (KEY, SECRET):
             assert secret not in dump and secret not in r.stdout + r.stderr + again.stdout + again.stderr
+
+def test_F04_sigterm_stops_a_live_feed_session_gracefully(hourly, tmp_path):
+    "A live-feed session waiting for bars gets SIGTERM: it finishes its cycle, records the stop and exits 0 within seconds."
+    import time
+    url = f"sqlite:///{tmp_path}/term.sqlite"
+    now = pd.Timestamp.now('UTC')
+    recent = hourly.set_axis(hourly.index + (now.floor('1h') - pd.Timedelta('1h') - hourly.index[-1]))   # real bars, moved to end now
+    with FakeBinanceTrading({'BTCUSDT': recent}, now=now, key=KEY, secret=SECRET, cash=50_000) as fv:
+        env = {**os.environ, 'BINANCE_API_KEY': KEY, 'BINANCE_SECRET': SECRET}
+        p = subprocess.Popen([EXE, 'trade', '--venue', 'binance', '--base-url', fv.url, '--strategy', 'sma_cross', '--symbols', 'BTC/USDT',
+                              '--timeframe', '1h', '--param', 'fast=5', '--param', 'slow=20', '--warmup', '48', '--session-id', 't1',
+                              '--no-progress', '--db-url', url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:                                 # wait until the session is running
+            with Store(url) as st:
+                ev = st.read_table('system_events', run_id='t1')
+            if (ev.kind == 'started').any(): break
+            time.sleep(0.3)
+        assert (ev.kind == 'started').any(), p.stderr.read() if p.poll() is not None else 'not started'
+        t = time.monotonic(); p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0 and time.monotonic() - t < 10, (p.returncode, err[-2000:])
+        with Store(url) as st:
+            ev = st.read_table('system_events', run_id='t1')
+            assert ev.message.str.contains('live session stopped').any(), ev.message.tolist()
+        assert 'LiveSession(t1 at ccxt:binance: stopped' in out
