@@ -188,3 +188,46 @@ def test_a_halt_from_the_kill_switch_survives_a_restart_and_nothing_is_sent(fv, 
     assert not run(fv, store, hourly)
     assert len(fv.creates()) == n                                               # HALTED: no order left for the venue
     assert store.load_risk_state('s1')['state'] == 'halted'
+
+def test_F15_clock_skew_is_resynced_once_and_trading_goes_on(fv, store, hourly):
+    fv.clock_skew_ms = 60_000                                                   # the venue's clock is a minute ahead of ours
+    assert not run(fv, store, hourly)
+    check_invariants(store, fv)
+    assert len([r for r in fv.log if r.path == '/api/v3/time']) == 1            # one resync, no hammering
+    assert len(fv.orders) >= 6
+
+def test_F15_a_skew_that_a_resync_cannot_fix_stops_the_start(fv, store, hourly):
+    fv.clock_skew_ms = 60_000
+    fv.routes[('GET', '/api/v3/time')] = lambda q, b: (200, {'serverTime': int(__import__('time').time()*1000)})   # a lying clock
+    with pytest.raises(Exception, match='InvalidNonce|recvWindow'):
+        session(fv, store, hourly).run_sync()
+    assert len(fv.creates()) == 0 and len([r for r in fv.log if r.path == '/api/v3/time']) == 1
+
+def test_F16_maintenance_mid_session_ends_with_every_order_resolved(fv, store, hourly):
+    import threading
+    orig = fv._create
+    def create(p):                                                              # maintenance starts with the third order
+        if len(fv.orders) == 2 and not fv.maintenance_until: fv.maintenance_for(1.5)
+        return orig(p)
+    fv._create = create
+    fv.routes[('POST', '/api/v3/order')] = fv._signed(fv._create)
+    assert not run(fv, store, hourly)
+    orders, _ = check_invariants(store, fv)
+    assert fv.maintenance_until and len(fv.orders) >= 6
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbled'])
+def test_F28_a_damaged_database_starts_nothing(fv, store, hourly, tmp_path, damage):
+    import os, shutil
+    from quantsage.core import StorageError
+    from quantsage.data.store import Store
+    assert not run(fv, store, hourly, max_bars=100)
+    store.close()
+    path = store.url.database
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+        if damage == 'truncated': f.truncate(size//2)
+        else: f.seek(size//2); f.write(b'\xa5'*4096)
+    posts = len(fv.creates())
+    with pytest.raises(StorageError, match='integrity check|not a usable database'):
+        session(fv, Store(f"sqlite:///{path}"), hourly).run_sync()
+    assert len(fv.creates()) == posts                                           # nothing sent from a damaged ledger

@@ -319,7 +319,9 @@ class FakeBinanceTrading(FakeBinance):
         self.balances = {'USDT': float(cash), **{k: float(v) for k, v in (holdings or {}).items()}}
         self.prices = dict(prices or {})
         self.orders: list[VenueOrderRecord] = []; self.trades: list[VenueTrade] = []
-        self.faults_trading, self.auth_fail, self.maintenance = TradingFaults(), False, False
+        self.faults_trading, self.auth_fail, self.maintenance, self.maintenance_until = TradingFaults(), False, False, 0.0
+        self.clock_skew_ms = None          # set: signed requests must be within recvWindow of (real time + skew), /time says so
+        self.routes[('GET', '/api/v3/time')] = lambda q, b: (200, {'serverTime': self._server_ms()})
         self._ids, self._trade_ids, self._book = itertools.count(1000), itertools.count(5000), threading.RLock()
         r = self.routes
         r[('POST', '/api/v3/order')] = self._signed(self._create)
@@ -328,6 +330,13 @@ class FakeBinanceTrading(FakeBinance):
         r[('GET', '/api/v3/openOrders')] = self._signed(self._open)
         r[('GET', '/api/v3/myTrades')] = self._signed(self._my_trades)
         r[('GET', '/api/v3/account')] = self._signed(self._account)
+
+    def _server_ms(self):
+        return int(time.time()*1000) + self.clock_skew_ms if self.clock_skew_ms is not None else self.now_ms
+
+    def maintenance_for(self, seconds):
+        "Every signed request answers 503 for `seconds` from now (F16)."
+        self.maintenance_until = time.monotonic() + seconds
 
     # -- ledger views for assertions ----------------------------------------------------------------------------------------
     def orders_for(self, client_order_id): return [o for o in self.orders if o.client_order_id == client_order_id]
@@ -348,7 +357,10 @@ class FakeBinanceTrading(FakeBinance):
             payload = urlencode([(k, v) for k, v in params.items()])
             want = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(want, sig): return 400, {'code': -1022, 'msg': 'Signature for this request is not valid.'}
-            if self.maintenance: return 503, {'code': -1001, 'msg': 'System is under maintenance.'}
+            if self.clock_skew_ms is not None and abs(int(params.get('timestamp', 0)) - self._server_ms()) > int(params.get('recvWindow', 5000)):
+                return 400, {'code': -1021, 'msg': 'Timestamp for this request is outside of the recvWindow.'}
+            if self.maintenance or time.monotonic() < self.maintenance_until:
+                return 503, {'code': -1001, 'msg': 'Internal error; unable to process your request. Please try again.'}
             return fn(params)
         return handler
 
@@ -498,3 +510,90 @@ class FakeBinanceTrading(FakeBinance):
             return 200, {'makerCommission': 10, 'takerCommission': 10, 'canTrade': True, 'canWithdraw': False, 'canDeposit': True,
                          'updateTime': int(time.time()*1000), 'accountType': 'SPOT', 'permissions': ['SPOT'],
                          'balances': [{'asset': a, 'free': f"{v:.8f}", 'locked': '0.00000000'} for a, v in self.balances.items()]}
+
+class FakeAlpacaTrading(FakeAlpaca):
+    """Alpaca trading (paper API shape): `POST /v2/orders` (market orders fill at once at the close of the session the
+    client order id names, else `prices[symbol]`), `GET /v2/orders:by_client_order_id`, `GET /v2/orders/{id}`,
+    `DELETE /v2/orders/{id}`, `GET /v2/orders?status=open`, `GET /v2/positions`, `GET /v2/account`. A client order id is
+    unique per account (Alpaca refuses a second order with one, 422). `create` queues order-path faults as on
+    FakeBinanceTrading (`commit_then_504`, `timeout_before_commit`) or plain `Fault`s."""
+    def __init__(self, bars: dict, cash=100_000.0, client_timeout_s=1.0, **kw):
+        super().__init__(bars, **kw)
+        self.cash, self.positions, self.orders, self.prices = float(cash), {}, [], {}
+        self.create, self.client_timeout_s, self._ids = deque(), client_timeout_s, itertools.count(1)
+        self.routes[('POST', '/v2/orders')] = self._submit
+        self.routes[('GET', '/v2/orders:by_client_order_id')] = self._by_cid
+        self.routes[('GET', '/v2/orders')] = lambda q, b: (200, [self._json(o) for o in self.orders if o['status'] in ('new', 'partially_filled')
+                                                                  and (not q.get('symbols') or o['symbol'] in q['symbols'].split(','))])
+        self.routes[('GET', '/v2/positions')] = lambda q, b: (200, [self._pos(s, v) for s, v in self.positions.items() if v])
+        self.routes[('GET', '/v2/account')] = lambda q, b: (200, {'id': '00000000-0000-0000-0000-00000000acc7', 'account_number': 'PA000TEST',
+                                                                  'status': 'ACTIVE', 'currency': 'USD', 'cash': f"{self.cash:.2f}"})
+        self.pattern_routes.append(('GET', re.compile(r'/v2/orders/([0-9a-f-]+)'), lambda q, b, m: self._get(m.group(1))))
+        self.pattern_routes.append(('DELETE', re.compile(r'/v2/orders/([0-9a-f-]+)'), lambda q, b, m: self._cancel(m.group(1))))
+        base = self._handle
+        def _handle(h, method):
+            if method == 'POST' and urlsplit(h.path).path == '/v2/orders':
+                special = self.create.popleft() if self.create else None
+                if isinstance(special, Fault):
+                    with self._lock: self.log.append(Request(time.monotonic(), method, '/v2/orders', {}))
+                    return self._send(h, special.status, special.body or self.default_error_body(special.status), special.headers)
+                if special == 'timeout_before_commit':
+                    with self._lock: self.log.append(Request(time.monotonic(), method, '/v2/orders', {}))
+                    time.sleep(self.client_timeout_s + 0.5); return self._send(h, 504, self.default_error_body(504))
+                if special == 'commit_then_504':
+                    self._after_commit = 504
+            return base(h, method)
+        self._handle, self._after_commit = _handle, None
+
+    _SESSION_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-\d+')
+
+    def _price(self, sym, cid):
+        if sym in self.prices: return float(self.prices[sym])
+        df = self.bars[sym]
+        m = self._SESSION_IN_ID.fullmatch(cid or '')
+        if m:                                            # the session whose close the id names (the shared files are session-dated)
+            day = pd.Timestamp(int(m.group(1), 16), tz='UTC').tz_convert('America/New_York').normalize().tz_localize(None)
+            i = int(np.searchsorted(df.index.tz_localize(None).normalize(), day, side='right')) - 1
+            return float(df.close.iloc[max(0, i)])
+        return float(df.close.iloc[-1])
+
+    def _json(self, o):
+        return {k: v for k, v in o.items() if not k.startswith('_')}
+
+    def _pos(self, sym, qty):
+        return {'asset_id': '00000000-0000-0000-0000-000000000001', 'symbol': sym, 'exchange': 'ARCA', 'asset_class': 'us_equity',
+                'avg_entry_price': '0', 'qty': f"{qty:g}", 'side': 'long' if qty > 0 else 'short', 'cost_basis': '0'}
+
+    def _submit(self, q, body):
+        req = json.loads(body or '{}')
+        sym, cid, qty, side = req.get('symbol'), req.get('client_order_id'), float(req.get('qty', 0)), req.get('side')
+        if sym not in self.bars: return 422, {'code': 42210000, 'message': f"asset {sym} not found"}
+        if any(o['client_order_id'] == cid for o in self.orders):
+            return 422, {'code': 40010001, 'message': 'client_order_id must be unique'}
+        price = self._price(sym, cid)
+        if side == 'buy' and qty*price > self.cash + 1e-9: return 403, {'code': 40310000, 'message': 'insufficient buying power'}
+        if side == 'sell' and qty > self.positions.get(sym, 0.0) + 1e-12: return 403, {'code': 40310000, 'message': 'insufficient qty available for order'}
+        now = pd.Timestamp.now('UTC').isoformat()
+        o = {'id': f"00000000-0000-4000-8000-{next(self._ids):012d}", 'client_order_id': cid, 'created_at': now, 'updated_at': now,
+             'submitted_at': now, 'filled_at': now, 'order_class': 'simple', 'time_in_force': req.get('time_in_force', 'day'),
+             'status': 'filled', 'extended_hours': False, 'symbol': sym, 'qty': f"{qty:g}", 'filled_qty': f"{qty:g}",
+             'filled_avg_price': f"{price}", 'side': side, 'type': req.get('type', 'market'), 'asset_class': 'us_equity'}
+        self.orders.append(o)
+        self.positions[sym] = self.positions.get(sym, 0.0) + (qty if side == 'buy' else -qty)
+        self.cash -= (1 if side == 'buy' else -1)*qty*price
+        if self._after_commit: code, self._after_commit = self._after_commit, None; return code, {'code': 50410000, 'message': 'gateway timeout'}
+        return 200, self._json(o)
+
+    def _by_cid(self, q, body):
+        o = next((o for o in self.orders if o['client_order_id'] == q.get('client_order_id')), None)
+        return (200, self._json(o)) if o else (404, {'code': 40410000, 'message': 'order not found'})
+
+    def _get(self, oid):
+        o = next((o for o in self.orders if o['id'] == oid), None)
+        return (200, self._json(o)) if o else (404, {'code': 40410000, 'message': 'order not found'})
+
+    def _cancel(self, oid):
+        o = next((o for o in self.orders if o['id'] == oid), None)
+        if o is None: return 404, {'code': 40410000, 'message': 'order not found'}
+        if o['status'] not in ('new', 'partially_filled'): return 422, {'code': 42210000, 'message': 'order is not cancelable'}
+        o['status'] = 'canceled'; return 204, {}
