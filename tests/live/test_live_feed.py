@@ -98,3 +98,33 @@ def test_stale_data_refuses_entries_and_lets_exits_pass(fv2, store):
     assert risk.check(exit_, s.a.kernel.portfolio) is not None                                 # exits are never held back
     s.a.kernel.portfolio.marks['BTC/USDT'] = 40_000.
     assert risk.check(entry, s.a.kernel.portfolio) is None
+
+def test_paper_on_the_live_feed_fills_at_the_next_open_and_resumes_where_it_stopped(fv2, store, hourly, tmp_path):
+    from quantsage.data.store import Store
+    def paper(st, now, bars):
+        src = CCXTSource('binance', base_url=fv2.url, clock=lambda: now[0], sleep=lambda s: None)
+        feed = Clocked(fv2, now, src, ['BTC/USDT'], '1h', warmup_bars=48, clock=lambda: now[0])
+        return LiveSession('sma_cross', venue=None, feed=feed, store=st, session_id='p1', initial_cash=50_000., fast=5, slow=20,
+                           fraction=0.5, clock=lambda: now[0], poll_s=0, max_bars=bars)
+    now = [START]
+    fv2.now_ms = int(START.value//1_000_000)
+    paper(store, now, 60).run_sync()
+    fills = store.read_table('trades', run_id='p1')
+    opens = hourly.open
+    assert len(fills) >= 2 and len(fv2.orders) == 0                                            # simulated fills, nothing at the venue
+    for f in fills.itertuples():                                                              # the next bar's open (costs apart)
+        nxt = opens.loc[f.ts_event - pd.Timedelta('1h')]
+        assert abs(f.price/nxt - 1) < 0.002, (f.ts_event, f.price, nxt)
+    ev = store.read_table('system_events', run_id='p1')
+    assert set(ev.source) == {'paper'} and ev.data.iloc[0]['symbols'] == ['BTC/USDT']          # counted as paper days by the gate
+    # the same 60 bars in two halves, stopped and resumed, give the same signals
+    fv2.now_ms = int(START.value//1_000_000)
+    with Store(f"sqlite:///{tmp_path}/halves.sqlite") as st2:
+        now2 = [START]
+        paper(st2, now2, 30).run_sync()
+        again = paper(st2, now2, 30)
+        assert again.resumed
+        again.run_sync()
+        key = lambda f: [(pd.Timestamp(t).value, str(d)) for t, d in zip(f.ts_event, f.direction)]
+        whole, halves = store.read_table('signals', run_id='p1').sort_values('ts_event'), st2.read_table('signals', run_id='p1').sort_values('ts_event')
+        assert key(whole) == key(halves)
