@@ -89,3 +89,22 @@ def test_F04_sigterm_stops_a_live_feed_session_gracefully(hourly, tmp_path):
             ev = st.read_table('system_events', run_id='t1')
             assert ev.message.str.contains('live session stopped').any(), ev.message.tolist()
         assert 'LiveSession(t1 at ccxt:binance: stopped' in out
+
+def test_F05_a_crash_loop_is_restarted_with_backoff_then_given_up(hourly, tmp_path):
+    "A session that dies at every start (here: killed during the reconciliation) is restarted twice, then the supervisor stops."
+    import time
+    url = f"sqlite:///{tmp_path}/loop.sqlite"
+    with Store(url) as st: st.write_bars(hourly.set_axis(hourly.index + pd.Timedelta('1h')), 'BTC/USDT', '1h', venue='binance')
+    with FakeBinanceTrading({'BTCUSDT': hourly}, now=pd.Timestamp('2024-03-01', tz='UTC'), key=KEY, secret=SECRET, cash=50_000) as fv:
+        env = {**os.environ, 'BINANCE_API_KEY': KEY, 'BINANCE_SECRET': SECRET, 'QUANTSAGE_CRASH_AT': 'during_reconcile:1'}
+        t = time.monotonic()
+        r = subprocess.run([EXE, 'trade', '--venue', 'binance', '--feed', 'replay', '--base-url', fv.url, '--strategy', 'sma_cross',
+                            '--symbols', 'BTC/USDT', '--timeframe', '1h', '--session-id', 'loop1', '--no-progress', '--db-url', url,
+                            '--restarts', '2', '--restart-backoff', '0.5'], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        assert r.returncode == 1 and 'gave up after 2 restart(s)' in r.stderr, r.stderr[-2000:]
+        assert time.monotonic() - t >= 1.5                                      # 0.5 s, then 1 s: the waits grew
+        assert len(fv.creates()) == 0                                           # no order flood: nothing traded from a dying start
+        with Store(url) as st:
+            ev = st.read_table('system_events', run_id='loop1')
+        sup = ev[ev.source == 'supervisor']
+        assert len(sup) == 3 and sup.severity.tolist()[-1] == 'critical'

@@ -128,3 +128,32 @@ def test_paper_on_the_live_feed_fills_at_the_next_open_and_resumes_where_it_stop
         key = lambda f: [(pd.Timestamp(t).value, str(d)) for t, d in zip(f.ts_event, f.direction)]
         whole, halves = store.read_table('signals', run_id='p1').sort_values('ts_event'), st2.read_table('signals', run_id='p1').sort_values('ts_event')
         assert key(whole) == key(halves)
+
+def test_F26_a_wall_clock_jump_neither_closes_a_forming_bar_nor_repeats_one(fv2, store, hourly):
+    "The session's clock jumps an hour ahead, then back; the venue's clock is the truth for what has closed."
+    now = [START]
+    s, feed = make(fv2, store, now, bars=20)
+    steps = iter(['1h', '1h', '2h', '-1h', '1h', '1h'] + ['1h']*40)
+    orig = feed.poll
+    def poll(last):
+        step = pd.Timedelta(next(steps))
+        now[0] += step - feed.step
+        if step == pd.Timedelta('2h'): feed.frozen = 1                       # the jump: our clock only, not the venue's
+        return orig(last)
+    feed.poll = poll
+    seen = []
+    s.a.kernel.bus.subscribe(Topic.MARKET_DATA, lambda b: seen.append(b.ts_event))
+    s.run_sync()
+    assert len(seen) == len(set(seen)) == 20 and seen == sorted(seen)             # none twice, none out of order
+    assert all(t <= fv2.now_ms*1_000_000 for t in seen)                           # none before the venue closed it
+
+def test_a_live_session_shows_in_the_dashboard(fv, store, hourly):
+    from quantsage.apps.dashboard import DashboardData
+    from .conftest import run
+    assert not run(fv, store, hourly, max_bars=80)
+    d = DashboardData(store)
+    runs = d.runs()
+    assert 's1' in set(runs.run_id) and runs.set_index('run_id').loc['s1', 'kind'] == 'session'
+    eq = d.equity('s1')
+    assert len(eq) == 80 and eq.equity.iloc[-1] > 0
+    assert len(d.fills('s1')) == len(store.read_table('trades', run_id='s1')) > 0
