@@ -597,3 +597,61 @@ class FakeAlpacaTrading(FakeAlpaca):
         if o is None: return 404, {'code': 40410000, 'message': 'order not found'}
         if o['status'] not in ('new', 'partially_filled'): return 422, {'code': 42210000, 'message': 'order is not cancelable'}
         o['status'] = 'canceled'; return 204, {}
+
+class FakeBinanceStream:
+    """Binance's market-data websocket on loopback (`ws://127.0.0.1:PORT/ws`), for ccxt.pro: answers SUBSCRIBE, and sends
+    kline messages the test pushes (`kline(symbol_id, open_ms, row, closed)`); `drop(n)` swallows the next n messages
+    (a stream that loses data), `disconnect()` closes every connection."""
+    def __init__(self):
+        import asyncio
+        self.clients, self.subscriptions, self.sent, self.dropping = set(), [], [], 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True); self._thread.start(); self._ready.wait(10)
+        self.url = f"ws://127.0.0.1:{self.port}"
+
+    def _run(self):
+        import asyncio
+        from websockets.asyncio.server import serve
+        self.loop = asyncio.new_event_loop()
+        async def handler(ws):
+            self.clients.add(ws)
+            try:
+                async for msg in ws:
+                    m = json.loads(msg); self.subscriptions.append(m)
+                    if m.get('method') == 'SUBSCRIBE': await ws.send(json.dumps({'result': None, 'id': m['id']}))
+            except Exception: pass
+            finally: self.clients.discard(ws)
+        async def main():
+            self.server = await serve(handler, '127.0.0.1', 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self.server.serve_forever()
+        try: self.loop.run_until_complete(main())
+        except Exception: pass
+
+    def _call(self, coro_fn):
+        import asyncio
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result(10)
+
+    def kline(self, sid, open_ms, row, closed, interval='1h', step_ms=3_600_000):
+        "Send one kline update (row: open, high, low, close, volume) to every connection."
+        msg = {'e': 'kline', 'E': open_ms + (step_ms if closed else 1000), 's': sid,
+               'k': {'t': open_ms, 'T': open_ms + step_ms - 1, 's': sid, 'i': interval, 'f': 1, 'L': 2, 'o': repr(float(row[0])), 'h': repr(float(row[1])),
+                     'l': repr(float(row[2])), 'c': repr(float(row[3])), 'v': repr(float(row[4])), 'n': 1, 'x': bool(closed), 'q': '0', 'V': '0', 'Q': '0', 'B': '0'}}
+        if self.dropping: self.dropping -= 1; return
+        async def send():
+            for c in list(self.clients): await c.send(json.dumps(msg))
+        self._call(send); self.sent.append(msg)
+
+    def drop(self, n): self.dropping = n
+
+    def connected(self)->int: return len(self.clients)
+
+    def stop(self):
+        async def close():
+            self.server.close()
+        try: self._call(close)
+        except Exception: pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.stop()
