@@ -395,7 +395,7 @@ class FakeBinanceTrading(FakeBinance):
     def _market_of(self, sid):
         return next((m for m in self._exchange_info(None, None)[1]['symbols'] if m['symbol'] == sid), None)
 
-    _BAR_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-\d+')
+    _BAR_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-[0-9a-f]+')
 
     def _price(self, sid, cid=''):
         """Where the market is: `prices[symbol]` when a test set it; else, for a QuantSage session's order, the close of
@@ -545,7 +545,7 @@ class FakeAlpacaTrading(FakeAlpaca):
             return base(h, method)
         self._handle, self._after_commit = _handle, None
 
-    _SESSION_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-\d+')
+    _SESSION_IN_ID = re.compile(r'qs[0-9a-f]{8}-([0-9a-f]+)-[0-9a-f]+')
 
     def _price(self, sym, cid):
         if sym in self.prices: return float(self.prices[sym])
