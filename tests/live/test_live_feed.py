@@ -157,3 +157,25 @@ def test_a_live_session_shows_in_the_dashboard(fv, store, hourly):
     eq = d.equity('s1')
     assert len(eq) == 80 and eq.equity.iloc[-1] > 0
     assert len(d.fills('s1')) == len(store.read_table('trades', run_id='s1')) > 0
+
+def test_an_alpaca_live_feed_hands_out_session_closes_as_they_close(tmp_path):
+    "PollingFeed over AlpacaSource (alpaca-py against the loopback Alpaca): daily bars, each after its session closed, once."
+    from quantsage.config import Secret
+    from quantsage.data.alpaca_source import AlpacaSource
+    from quantsage.testing import shared_data
+    from tests.venues.fake_venue import FakeAlpaca
+    raw = pd.read_csv(shared_data('us_SPY_1d_adj.csv'), index_col='timestamp'); raw.index = pd.to_datetime(raw.index, utc=True)
+    with FakeAlpaca({'SPY': raw}) as fa:
+        now = [pd.Timestamp('2024-03-04 15:00', tz='America/New_York').tz_convert('UTC')]                # Monday, the session open
+        src = AlpacaSource(Secret('APCA_API_KEY_ID', 'PKTESTKEY0001'), Secret('APCA_API_SECRET_KEY', 'test-secret-0001'),
+                           base_url=fa.url, clock=lambda: now[0])
+        feed = PollingFeed(src, ['SPY'], '1d', warmup_bars=30, clock=lambda: now[0])
+        hist = feed.history()['SPY']
+        assert len(hist) >= 15 and hist.index[-1] == pd.Timestamp('2024-03-01 16:00', tz='America/New_York')   # Friday's close
+        last = {'SPY': int(hist.index[-1].value)}
+        assert len(feed.poll(last)['SPY']) == 0                                 # Monday is still trading: nothing new
+        now[0] = pd.Timestamp('2024-03-05 10:00', tz='America/New_York').tz_convert('UTC')
+        new = feed.poll(last)['SPY']
+        assert list(new.index) == [pd.Timestamp('2024-03-04 16:00', tz='America/New_York')]
+        last['SPY'] = int(new.index[-1].value)
+        assert len(feed.poll(last)['SPY']) == 0                                  # never twice
