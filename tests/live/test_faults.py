@@ -231,3 +231,26 @@ def test_F28_a_damaged_database_starts_nothing(fv, store, hourly, tmp_path, dama
     with pytest.raises(StorageError, match='integrity check|not a usable database'):
         session(fv, Store(f"sqlite:///{path}"), hourly).run_sync()
     assert len(fv.creates()) == posts                                           # nothing sent from a damaged ledger
+
+def test_F29_a_locked_database_sends_nothing_unrecorded_and_a_restart_recovers(fv, store, hourly):
+    "Another process holds SQLite's write lock mid-session: the next write fails after a bounded wait, nothing unrecorded is sent."
+    import sqlite3, threading
+    from quantsage.core import StorageError
+    sa.event.listen(store.engine, 'connect', lambda dbapi, _: dbapi.execute('PRAGMA busy_timeout = 300'))   # the bounded wait, shortened
+    s = session(fv, store, hourly)
+    other = sqlite3.connect(store.url.database, isolation_level=None, check_same_thread=False)
+    orig = fv._create
+    def create(p):                                                               # after the second order, the lock is taken
+        r = orig(p)
+        if len(fv.orders) == 2 and not other.in_transaction: other.execute('BEGIN EXCLUSIVE')
+        return r
+    fv._create = create
+    with pytest.raises(StorageError, match='locked'):
+        s.run_sync()
+    other.execute('ROLLBACK'); other.close()
+    stored = set(store.read_table('orders', run_id='s1').client_order_id)
+    assert {o.client_order_id for o in fv.orders} <= stored                      # every venue order has its intent stored
+    assert len(fv.orders) == 2
+    fv._create = orig
+    assert not run(fv, store, hourly)                                            # the lock gone: restart = recovery
+    check_invariants(store, fv)
