@@ -254,3 +254,11 @@ def test_F29_a_locked_database_sends_nothing_unrecorded_and_a_restart_recovers(f
     fv._create = orig
     assert not run(fv, store, hourly)                                            # the lock gone: restart = recovery
     check_invariants(store, fv)
+
+def test_F12_fills_reported_out_of_order_are_applied_once_each(fv, store, hourly):
+    fv.faults_trading.reversed_trades = True; fv.faults_trading.fills_per_order = 4
+    assert run(fv, store, hourly, crash='mid_fill_apply', n=2)                  # the rest come newest first from the trades endpoint
+    assert not run(fv, store, hourly)
+    _, trades = check_invariants(store, fv)
+    first = trades[trades.client_order_id == fv.orders[0].client_order_id]
+    assert len(first) == 4 and abs(first.quantity.sum() - fv.orders[0].quantity) < 1e-12

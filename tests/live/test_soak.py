@@ -35,7 +35,8 @@ def plan(seed:int)->dict:
                       Fault.http(429, **{'Retry-After': '0.2'}) if x < .16 else Fault.http(503) if x < .18 else None)
     crashes = [(r.choice(POINTS), r.randint(1, 4)) for _ in range(r.choice([0, 1, 1, 2, 3]))]
     return dict(create=create, fills=r.choice([1, 1, 2, 3, 5]), dup=r.random() < .3, hide=r.choice([0, 0, 0.3]),
-                policy=r.choice(['abandon', 'resend']), crashes=crashes, start=r.randint(0, 60), bars=r.choice([90, 120]))
+                policy=r.choice(['abandon', 'resend']), crashes=crashes, start=r.randint(0, 60), bars=r.choice([90, 120]),
+                rev=r.random() < .3)
 
 def _bars():
     from quantsage.testing import shared_data
@@ -53,6 +54,7 @@ def soak_seed(seed:int, folder:str)->dict:
                             client_timeout_s=0.3) as fv, Store(f"sqlite:///{folder}/soak-{seed}.sqlite") as store:
         fv.faults_trading.create.extend(p['create'])
         fv.faults_trading.fills_per_order, fv.faults_trading.duplicate_trades, fv.faults_trading.hide_s = p['fills'], p['dup'], p['hide']
+        fv.faults_trading.reversed_trades = p['rev']
         kw = dict(fast=3, slow=8, unknown_policy=p['policy'], absence_wait_s=0.6, not_found_lookups=2, timeout_ms=300)
         crashed = 0
         for point, n in p['crashes']:

@@ -299,11 +299,12 @@ class TradingFaults:
     `hide_s`: newly created orders are invisible to lookups for this long (F11);
     `fills_per_order`: split every market fill into this many trades (F03);
     `duplicate_trades`: the trades endpoint reports every trade twice (F12);
+    `reversed_trades`: the trades endpoint reports them newest first (out of order, F12);
     `fill_on_cancel`: a cancel that arrives for a working order fills it first, then answers 'Unknown order' (F14).
     `create` may also hold `None` (the order goes through) and plain `Fault.http(...)` answers (429, 503: not taken)."""
     def __init__(self):
         self.create = deque(); self.hide_s = 0.0; self.fills_per_order = 1; self.duplicate_trades = False
-        self.fill_on_cancel = False; self.late_s = 2.0
+        self.fill_on_cancel = False; self.late_s = 2.0; self.reversed_trades = False
 
 class FakeBinanceTrading(FakeBinance):
     """A Binance spot venue that trades: market orders fill at once at `prices[symbol]` (split into
@@ -503,6 +504,7 @@ class FakeBinanceTrading(FakeBinance):
                     'commissionAsset': 'USDT', 'time': t.time_ms, 'isBuyer': t.side == 'BUY', 'isMaker': False, 'isBestMatch': True}
                    for t in ts]
             if self.faults_trading.duplicate_trades: out = [x for t in out for x in (t, dict(t))]
+            if self.faults_trading.reversed_trades: out = out[::-1]
             return 200, out
 
     def _account(self, p):
