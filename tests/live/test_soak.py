@@ -1,6 +1,6 @@
 """A seeded soak of the live order path: each seed draws a fault plan (timeouts with and without the venue taking the order,
-504 after the venue took it, 429 and 503 before, partial fills, fills reported twice, orders invisible right after create)
-and crash points, runs the session to the end through every crash and restart, then checks the invariants.
+504 after the venue took it, 429 and 503 before, partial fills, fills reported twice or newest first, orders invisible
+right after create) and crash points, runs the session to the end through every crash and restart, then checks the invariants.
 
 The seeds run in worker processes (4 at a time: the runs mostly wait on timeouts). Failing seeds are written, with their
 plans and errors, to reports/live-soak-failures.json; one replays alone, in this process, with
