@@ -153,3 +153,31 @@ def test_paper_trading_runbook_writes_the_session_and_matches_its_backtest(tmp_p
     with Store(url) as st:
         snaps = st.read_table('performance_metrics', run_id='paper-rb')
         assert int((snaps.name == 'equity').sum()) == 400                       # one snapshot per bar, written as it went
+
+def test_venue_session_runbook_trades_at_a_loopback_venue_and_resumes(tmp_path, monkeypatch):
+    "The live runtime under papermill: a session at the loopback Binance (its paper account), then the same id resumed."
+    import pandas as pd
+    from venues.fake_venue import FakeBinanceTrading
+    from quantsage.testing import shared_data
+    from quantsage.data.store import Store
+    raw = pd.read_csv(shared_data('binance_BTCUSDT_1h.csv'), index_col='timestamp'); raw.index = pd.to_datetime(raw.index, utc=True)
+    raw = raw.loc['2024-01-01':'2024-01-20']
+    url = f"sqlite:///{tmp_path}/v.sqlite"
+    with Store(url) as st: st.write_bars(raw.set_axis(raw.index + pd.Timedelta('1h')), 'BTC/USDT', '1h', venue='binance')
+    key, secret = 'QSCANARY-rb-key-55aa01', 'QSCANARY-rb-secret-77bb02'
+    monkeypatch.setenv('BINANCE_API_KEY', key); monkeypatch.setenv('BINANCE_SECRET', secret)
+    with FakeBinanceTrading({'BTCUSDT': raw}, now=pd.Timestamp('2024-03-01', tz='UTC'), key=key, secret=secret, cash=50_000) as fv:
+        common = dict(preset='mean_reversion_crypto', symbols=['BTC/USDT'], venue='binance', feed='replay', base_url=fv.url,
+                      session_id='rb-venue', db_url=url)
+        nb = run('venue_session.ipynb', tmp_path/'v1.ipynb', max_bars=200, **common)
+        assert not nb.metadata.papermill.exception
+        text = (tmp_path/'v1.ipynb').read_text()
+        assert 'done: session rb-venue at ccxt:binance, 200 bars' in text and key not in text and secret not in text
+        run('venue_session.ipynb', tmp_path/'v2.ipynb', **common)
+        text2 = (tmp_path/'v2.ipynb').read_text()
+        assert 'ReconcileReport(ok' in text2 or 'store and venue agree' in text2
+        with Store(url) as st:
+            assert st.load_session_state('rb-venue')['last_bar'] == int((raw.index[-1] + pd.Timedelta('1h')).value)
+            orders = st.read_table('orders', run_id='rb-venue')
+            assert not set(orders.status) & {'intent', 'unknown'}
+        assert {o.client_order_id for o in fv.orders} <= set(orders.client_order_id)
