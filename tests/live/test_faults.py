@@ -155,14 +155,14 @@ def test_F17_a_refused_key_at_startup_starts_nothing(fv, store, hourly):
     assert len(fv.creates()) == 0 and store.read_table('orders').empty
 
 def test_F18_a_venue_rejection_is_recorded_once(fv, store, hourly):
-    fv.balances['USDT'] = 50_000.0
-    s = session(fv, store, hourly, fraction=0.5)
-    fv.balances['USDT'] = 10.0 + 0*s.a.kernel.portfolio.cash                     # the venue's cash went elsewhere after the start
-    s.run_sync()
+    fv.plan('POST /api/v3/order', Fault.http(400, '{"code":-2010,"msg":"Account has insufficient balance for requested action."}'))
+    s = session(fv, store, hourly); s.run_sync()
     orders = store.read_table('orders', run_id='s1')
     rejected = orders[orders.status == 'rejected']
-    assert len(rejected) >= 1 and all(len(fv.creates(c)) == 1 for c in rejected.client_order_id)
-    assert 'insufficient balance' in rejected.metadata.iloc[0]['last_error']
+    assert len(rejected) == 1 and all(len(fv.creates(c)) == 1 for c in rejected.client_order_id)     # once, never retried
+    assert 'insufficient balance' in rejected.metadata.iloc[0]['last_error'] and rejected.metadata.iloc[0]['error_class'] == 'rejected'
+    assert s.a.kernel.portfolio.risk.state.value == 'active'                    # a rejection is not a reason to halt
+    check_invariants(store, fv)
 
 def test_F27_disk_full_stops_the_session_and_a_restart_recovers(fv, store, hourly):
     from quantsage.core import StorageError

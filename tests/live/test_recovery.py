@@ -63,3 +63,12 @@ def test_protective_orders_are_rearmed_after_a_crash_after_the_fill(fv, store, h
     held = store.read_table('orders', run_id='s1')
     held = held[(held.status == 'held') & held.reduce_only]
     assert fv.position('BTC') > 0 and set(held.order_type) == {'stop', 'limit'}              # stop-loss and take-profit again
+
+def test_cash_moved_outside_the_session_fails_closed_or_is_adopted_for_good(fv, store, hourly):
+    s = session(fv, store, hourly, max_bars=30); s.run_sync()
+    fv.balances['USDT'] += 1_000.0                                               # a deposit the session did not make
+    with pytest.raises(Exception, match=r'cash: portfolio .*: MISMATCH'):
+        session(fv, store, hourly, max_bars=30).run_sync()
+    session(fv, store, hourly, max_bars=30, on_mismatch='adopt').run_sync()
+    again = session(fv, store, hourly); again.recover()                         # later starts agree without adopting again
+    assert again.report.ok and abs(again.a.kernel.portfolio.cash - fv.balances['USDT']) < 0.01
