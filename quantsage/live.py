@@ -454,7 +454,7 @@ class LiveSession:
         for group in feed.by_time():
             for row in group:
                 view.advance(row[0]); pf.marks[row[0]] = row[5]; k.clock.ns = row[7]
-                k.strategy.on_market_data(MarketDataEvent(*row))           # its signal is dropped: history is not traded
+                k.strategy.step(MarketDataEvent(*row))                     # its signal is dropped: history is not traded
             self.last_bar = group[0][7]
         for s in self.a.series:
             if len(s.ts) and self.stale is not None: self.stale.last[s.symbol] = int(s.ts[-1])

@@ -25,7 +25,7 @@ def drive(strat, evs, view):
     got = []
     for ev in evs:
         view.t = ev.ts_event
-        s = strat.on_market_data(ev)
+        s = strat.step(ev)
         if s is not None: got.append((s.ts_event, s.direction.value, s.reason))
     return got
 
@@ -57,5 +57,5 @@ def test_no_signal_during_warm_up(name, btc_1h):
     first = None
     for i, ev in enumerate(evs):
         v.t = ev.ts_event
-        if strat.on_market_data(ev) is not None: first = i; break
+        if strat.step(ev) is not None: first = i; break
     assert first is not None and first >= strat.warmup_bars - 1
