@@ -108,6 +108,8 @@ class SMA(Streaming):
         if bad.any(): _bad('SMA', float(x[int(np.argmax(bad))]))     # refused before anything changes
         N, n, k0 = len(x), self.n, self.k
         if N == 0: return np.empty(0)
+        with np.errstate(all='ignore'): return self._batch(x, N, n, k0)   # silent on overflow, as the float loop is
+    def _batch(self, x, N, n, k0):
         ext = np.concatenate([np.array(self.ring[k0:] + self.ring[:k0]), x])   # ext[j] leaves at update j; update j brings ext[n + j]
         out = np.empty(N)
         first = n - 1 - k0                                # the first update that wraps; then every n-th
@@ -184,6 +186,8 @@ class Crossover(Streaming):
         p = self.prev; self.prev = d
         return 1.0 if d > 0 >= p else -1.0 if d < 0 <= p else 0.0
     def batch(self, *columns)->np.ndarray:
+        with np.errstate(all='ignore'): return self._batch(columns)     # inf - inf is NaN without a word, as in update
+    def _batch(self, columns):
         d = np.asarray(self.a.batch(*columns), dtype=np.float64)
         d = np.subtract(d, np.asarray(self.b.batch(*columns), dtype=np.float64), out=d if d.flags.writeable else None)
         out = np.zeros(len(d))

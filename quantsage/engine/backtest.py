@@ -262,8 +262,10 @@ class Kernel:
         roll, quiet, day_end = (risk.roll, risk.quiet, -1) if watch is not None else (None, {}, math.inf)
         strat = self.strategy
         indicator_rows = feed.indicator_rows(strat) if strat._declared else None
+        into = strat if indicator_rows is not None else _Discard()   # where each bar's indicator row goes (nowhere without any)
         bar = tqdm(total=feed.n_bars, unit='bar', unit_scale=True, disable=not progress, desc='backtest')
         gc_was = gc.isenabled(); gc.disable()                # events are short-lived tuples: refcounting frees them
+        strat._ahead = indicator_rows is not None            # its indicators run ahead within a block: no get_state() meanwhile
         try:
             guarded = watch is not None or bool(hooks)
             sole = self.bus.sole_handler(MDE)                    # the strategy alone hears bars: call it, publish what it returns
@@ -279,7 +281,7 @@ class Kernel:
                         clock.ns = ev[7]
                         if broker.n_working: on_bar(ev)
                         marks[ev[0]] = ev[5]
-                        strat.ind = iv
+                        into.ind = iv
                         r = send(ev)
                         if r is not None: publish(answer(sole, r))
                 else:                                            # `step` with them
@@ -296,17 +298,23 @@ class Kernel:
                         elif ev[0] in held: watch(ev)
                         if hooks:
                             for h in hooks: h(ev)
-                        strat.ind = iv
+                        into.ind = iv
                         r = send(ev)
                         if r is not None: publish(answer(sole, r))
                 if sole is not None: self.bus.note_published(MDE, n)
                 bar.update(n)
         finally:
+            strat._ahead = False
             if gc_was:                                       # what the run keeps (its events, trades, ledger) is long-lived: hand it to
-                gc.freeze(); gc.unfreeze()                   # the oldest generation now, not through two young-generation passes
+                if not gc.get_freeze_count():                # the oldest generation now, not through two young-generation passes
+                    gc.freeze(); gc.unfreeze()               # (not when the caller froze objects: unfreeze would release them too)
                 gc.enable()
             bar.close()
         self._last = clock.ns
+
+class _Discard:
+    "Takes the per-bar indicator row of a strategy that declares none (the replay loop stays one loop)."
+    __slots__ = ('ind',)
 
 def _as_list(v)->list:
     "One indicator's values for a block as Python objects (a vectorized `batch` gives an array)."

@@ -79,6 +79,9 @@ class Strategy:
 
     def __init__(self, strategy_id:str|None=None, **params):
         owner, specs = type(self).__name__, _param_specs(type(self))
+        taken = [k for k in specs if k in _RESERVED]
+        if taken:                                  # a parameter would hide what the engine calls (step, indicators, ind, ...)
+            raise ConfigError(f"{owner}: parameter name {taken[0]!r} is taken by Strategy.{taken[0]}; choose another name")
         unknown = [k for k in params if k not in specs]
         if unknown:
             k = unknown[0]; near = difflib.get_close_matches(k, specs, 1)
@@ -91,6 +94,7 @@ class Strategy:
         self.symbols: dict = {}                    # symbol -> per-symbol state (from init_symbol)
         self.ind = None                            # this bar's values of the declared indicators (see `indicators`)
         self._indicators: dict = {}                # symbol -> [declared indicator objects] (the engine's, not the strategy's)
+        self._ahead = False                        # True while a replay has precomputed past the bar being handled
         self._declared = tuple(self._declare())    # (name, bar-field positions) of each declared indicator
         self._Ind = _row_type(owner, tuple(k for k, _ in self._declared)) if self._declared else None
         self.bind(_Unbound())
@@ -201,6 +205,10 @@ class Strategy:
         "Everything needed to continue later: parameters and per-symbol state (indicator states included)."
         def dump(st):
             return {k: (v.get_state() if hasattr(v, 'get_state') else v) for k, v in vars(st).items()}
+        if self._declared and self._ahead:
+            raise RuntimeError(f"{type(self).__name__}.get_state() during a backtest's replay: its declared indicators have already taken "
+                               "in the rest of the block being replayed; save the state after backtest() returns (paper and live "
+                               "sessions update them bar by bar and can save at any bar)")
         out = {'strategy': self.name or type(self).__name__, 'params': self.params,
                'symbols': {s: dump(st) for s, st in self.symbols.items()}}
         if self._declared:
@@ -212,6 +220,10 @@ class Strategy:
         if state.get('strategy') != me: raise ConfigError(f"{me}: state saved by {state.get('strategy')!r} cannot be restored here")
         if state.get('params') != self.params:
             raise ConfigError(f"{me}: state saved with parameters {state.get('params')} but this strategy has {self.params}")
+        if self._declared and state['symbols'] and 'indicators' not in state:
+            raise ConfigError(f"{me}: this saved state keeps no declared indicators (saved by an earlier version, which kept them with "
+                              f"the per-symbol state); restoring it would start {', '.join(n for n, _ in self._declared)} cold. "
+                              "Start the session afresh (it warms up from history)")
         self.symbols, self._indicators = {}, {}
         for sym, saved in state['symbols'].items():
             st = self.state(sym)
@@ -225,6 +237,9 @@ class Strategy:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+
+# names a parameter may not take: what the engine calls or sets on a strategy (warmup_bars may be a plain number)
+_RESERVED = ({k for k in dir(Strategy) if not k.startswith('_')} | {'symbols', 'ind', 'strategy_id'}) - {'warmup_bars'}
 
 # %% ../../nbs/30_strategies.base.ipynb #50791a7d
 STRATEGIES: dict = {}
