@@ -67,7 +67,7 @@ def run_quantsage(path, strategy):
                 final=r.metrics['final_equity'], peak_mb=peak_mb())
 
 def run_flat(path, _strategy):
-    "Time per bar at 10k, 100k and 1M bars in one process, best of 2 each, after one warm-up run (cold start reported apart)."
+    "Time per bar at 10k, 100k and 1M bars in one process, best of 5 each, after one warm-up run (cold start reported apart)."
     from quantsage.engine.backtest import backtest
     df = load(path)
     def once(n):
@@ -75,7 +75,7 @@ def run_flat(path, _strategy):
                      initial_cash=CASH, progress=False, fast=FAST, slow=SLOW)
         return r.timing['total_s']
     cold = once(10_000)
-    out = {n: min(once(n), once(n))/n*1e9 for n in (10_000, 100_000, len(df))}
+    out = {n: min(once(n) for _ in range(5))/n*1e9 for n in (10_000, 100_000, len(df))}
     return dict(seconds=0, bars=len(df), peak_mb=peak_mb(), ns_per_bar={str(k): v for k, v in out.items()}, cold_10k_ns=cold/10_000*1e9)
 
 def run_validate(path, _strategy):
@@ -221,7 +221,7 @@ def main():
     print(f"  throughput target >= 500,000 bars/s: whole call {'MET' if q >= 500_000 else 'NOT MET'} ({q:,.0f}); replay loop {'MET' if rq >= 500_000 else 'NOT MET'} ({rq:,.0f})")
     print(f"  peak memory: QuantSage {qsr['peak_mb']:.0f} MB vs backtesting.py {rows[1][1]['peak_mb']:.0f} MB "
           f"({'below' if qsr['peak_mb'] < rows[1][1]['peak_mb'] else 'NOT below'})")
-    print("\nQuantSage time per bar by run length, one process, best of 2 after a warm-up run (target: flat within 20%):")
+    print("\nQuantSage time per bar by run length, one process, best of 5 after a warm-up run (target: flat within 20%):")
     r = spawn(qs_py, 'flat', files[big]); per = {int(k): v for k, v in r['ns_per_bar'].items()}
     for n, v in per.items(): print(f"  {n:>9,} bars  {v:7.0f} ns/bar  ({1e9/v:,.0f} bars/s)")
     spread = max(per.values())/min(per.values()) - 1

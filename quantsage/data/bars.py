@@ -59,7 +59,7 @@ def check_bars(frame:pd.DataFrame, symbol:str='?')->pd.DataFrame:
         m = mask()
         if m.any(): raise _offenders(symbol, rule, idx, m)
     if (list(frame.columns) == list(BAR_COLUMNS) and idx is frame.index and idx.name == 'ts'
-            and all(frame[k].dtype == np.float64 for k in BAR_COLUMNS)):
+            and (frame.dtypes == np.float64).all()):
         return frame                                            # already the canonical shape: no copy
     return pd.DataFrame(cols, index=idx.rename('ts'))
 

@@ -794,8 +794,8 @@ def _exposure(equity, trades, pf)->float:
     if n == 0: return math.nan
     ts = index_ns(equity.index); mark = np.zeros(n + 1, dtype=np.int32)
     if len(trades):                                                  # +1 where a trade opens, -1 where it closes
-        np.add.at(mark, np.searchsorted(ts, index_ns(pd.DatetimeIndex(trades.entry_time))), 1)
-        np.add.at(mark, np.searchsorted(ts, index_ns(pd.DatetimeIndex(trades.exit_time))), -1)
+        mark += np.bincount(np.searchsorted(ts, trades['entry_time'].array.asi8), minlength=n + 1).astype(np.int32)
+        mark -= np.bincount(np.searchsorted(ts, trades['exit_time'].array.asi8), minlength=n + 1).astype(np.int32)
     for p in pf.positions.values(): mark[np.searchsorted(ts, p.entry_ts)] += 1
     np.cumsum(mark, out=mark)
     return float(np.count_nonzero(mark[:-1] > 0)/n)

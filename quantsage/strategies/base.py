@@ -4,7 +4,7 @@
 
 # %% ../../nbs/30_strategies.base.ipynb #385f4576
 from __future__ import annotations
-import difflib, math, types, typing
+import difflib, functools, math, types, typing
 from collections import namedtuple
 from typing import ClassVar, Optional
 import numpy as np
@@ -42,8 +42,9 @@ def _row_type(owner:str, names:tuple)->type:
     if t is None: t = _ROW_TYPES[(owner, names)] = namedtuple(f'{owner}Indicators', names)
     return t
 
-def _param_specs(cls)->dict:
-    "name -> (type, default) for every annotated public attribute with a default, base classes first."
+@functools.lru_cache(maxsize=None)
+def _param_types(cls)->dict:
+    "name -> type for every annotated public attribute with a default, base classes first (read once per class: type hints are slow)."
     out = {}
     for klass in reversed(cls.__mro__):
         if klass is object or klass is Strategy: continue
@@ -52,7 +53,11 @@ def _param_specs(cls)->dict:
             tp = hints.get(name)
             if name.startswith('_') or typing.get_origin(tp) is ClassVar or tp not in _KINDS or name not in vars(klass): continue
             out[name] = tp
-    return {k: (tp, getattr(cls, k)) for k, tp in out.items()}      # the default as the class sees it: a subclass may override it
+    return out
+
+def _param_specs(cls)->dict:
+    "name -> (type, default) for every annotated public attribute with a default, base classes first."
+    return {k: (tp, getattr(cls, k)) for k, tp in _param_types(cls).items()}   # the default as the class sees it now
 
 def _coerce_param(owner:str, name:str, tp, value):
     bad = ConfigError(f"{owner}: parameter {name} must be {tp.__name__}, got {type(value).__name__} {value!r}")
