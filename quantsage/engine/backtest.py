@@ -672,8 +672,8 @@ class BacktestResult:
                    timeframes={s.symbol: s.timeframe for s in series}, **settings)
         bars = {s.symbol: s for s in series}
         return cls(rid, strat, [s.symbol for s in series], {s.symbol: s.timeframe for s in series}, {s.symbol: s.asset_type for s in series},
-                   pf.initial_cash, equity, trades, m, cfg, reports, kernel.recorder.events(),
-                   dict(broker.status), bars, timing, {s: p.quantity for s, p in pf.positions.items()},
+                   pf.initial_cash, equity, trades, m, cfg, reports, kernel.recorder.log,      # the run's own lists: not copied
+                   broker.status, bars, timing, {s: p.quantity for s, p in pf.positions.items()},
                    dict(pf.risk.snapshot(), decisions=dict(pf.risk.decisions), exits=dict(kernel.exits.sent) if kernel.exits else {})
                    if pf.risk is not None else {})
 
