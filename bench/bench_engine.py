@@ -52,8 +52,8 @@ def load(path)->pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ workers
 def file_mb()->float:
-    "Resident file-backed pages now (shared libraries mostly): how many depends on the page cache (right after an install,
-    pyarrow's libraries alone map ~15 MB more), so the peak is also shown without them."
+    """Resident file-backed pages now (shared libraries mostly): how many depends on the page cache (right after an install,
+    pyarrow's libraries alone map ~15 MB more), so the peak is also shown without them."""
     for line in Path('/proc/self/status').read_text().splitlines():
         if line.startswith('RssFile:'): return int(line.split()[1])/1024
     return float('nan')
