@@ -173,8 +173,7 @@ class Portfolio:
         strat = self.strategies.get(sig[3])
         q = strat.calculate_position_size(sym, price) if strat is not None else None
         if q is None: q = self.sizer.size(sym, price, self, sig[2])
-        ins = self.instruments.get(sym)
-        return (ins if ins is not None else self.instrument(sym)).round_quantity(q, price)
+        return self.round_quantity(sym, q, price)
 
     def on_signal(self, sig:SignalEvent)->OrderEvent|None:
         "The order a signal calls for (after the risk slot), or None when none is needed or it was refused."

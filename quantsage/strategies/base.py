@@ -34,13 +34,11 @@ class _Unbound(MarketView):
 # %% ../../nbs/30_strategies.base.ipynb #26a5bb5e
 _KINDS = (bool, int, float, str)
 _BAR_FIELDS = {'open': 2, 'high': 3, 'low': 4, 'close': 5, 'volume': 6}   # positions in a MarketDataEvent
-_FIELD_NAMES = {i: f for f, i in _BAR_FIELDS.items()}
-_ROW_TYPES: dict = {}
+
+@functools.lru_cache(maxsize=None)
 def _row_type(owner:str, names:tuple)->type:
     "The named tuple of a strategy's indicator values (one class per strategy class and names: building one takes ~0.1 ms)."
-    t = _ROW_TYPES.get((owner, names))
-    if t is None: t = _ROW_TYPES[(owner, names)] = namedtuple(f'{owner}Indicators', names)
-    return t
+    return namedtuple(f'{owner}Indicators', names)
 
 @functools.lru_cache(maxsize=None)
 def _param_types(cls)->dict:
@@ -100,8 +98,9 @@ class Strategy:
         self.ind = None                            # this bar's values of the declared indicators (see `indicators`)
         self._indicators: dict = {}                # symbol -> [declared indicator objects] (the engine's, not the strategy's)
         self._ahead = False                        # True while a replay has precomputed past the bar being handled
-        self._declared = tuple(self._declare())    # (name, bar-field positions) of each declared indicator
-        self._Ind = _row_type(owner, tuple(k for k, _ in self._declared)) if self._declared else None
+        self._declared = tuple((name, fields, tuple(_BAR_FIELDS[f] for f in fields))   # (name, bar fields, their positions in a bar)
+                               for name, (_, fields) in self._specs().items())
+        self._Ind = _row_type(owner, tuple(name for name, _, _ in self._declared)) if self._declared else None
         self.bind(_Unbound())
 
     # -- to override ---------------------------------------------------------------------------
@@ -175,8 +174,6 @@ class Strategy:
                                   f"of {', '.join(_BAR_FIELDS)}, got {fields}")
             out[name] = (ind, fields)
         return out
-    def _declare(self):
-        for name, (_, fields) in self._specs().items(): yield name, tuple(_BAR_FIELDS[f] for f in fields)
     def step(self, ev:MarketDataEvent)->Optional[SignalEvent]:
         "One closed bar by hand (a warm-up, a test): the declared indicators updated, then `on_market_data`."
         self.advance(ev)
@@ -189,14 +186,12 @@ class Strategy:
     def advance(self, ev:MarketDataEvent):
         "Update the declared indicators of the bar's symbol and set `self.ind` (the engine's per-bar step in paper and live)."
         if not self._declared: return
-        inds = self._indicators.get(ev[0])
-        if inds is None: inds = self._of(ev[0])
-        self.ind = self._Ind._make([ind.update(*[ev[i] for i in at]) for ind, (_, at) in zip(inds, self._declared)])
+        self.ind = self._Ind._make([ind.update(*[ev[i] for i in at]) for ind, (_, _, at) in zip(self._of(ev[0]), self._declared)])
     def precompute(self, symbol:str, columns:dict)->list:
         """The declared indicators of `symbol` over its next bars, given as columns (`{field: array}`): one array or list per
         indicator, in declaration order, computed with `batch` from where the indicators are. The backtester calls it
         block by block; the values and the state left behind equal `advance` bar by bar, to the last bit."""
-        return [ind.batch(*[columns[_FIELD_NAMES[i]] for i in at]) for ind, (_, at) in zip(self._of(symbol), self._declared)]
+        return [ind.batch(*[columns[f] for f in fields]) for ind, (_, fields, _) in zip(self._of(symbol), self._declared)]
     def bind(self, view:MarketView):
         "Attach the engine's market view (the engine calls this before the first bar)."
         self._view, self._now = view, view.now
@@ -217,7 +212,7 @@ class Strategy:
         out = {'strategy': self.name or type(self).__name__, 'params': self.params,
                'symbols': {s: dump(st) for s, st in self.symbols.items()}}
         if self._declared:
-            out['indicators'] = {s: {name: ind.get_state() for ind, (name, _) in zip(inds, self._declared)} for s, inds in self._indicators.items()}
+            out['indicators'] = {s: {name: ind.get_state() for ind, (name, _, _) in zip(inds, self._declared)} for s, inds in self._indicators.items()}
         return out
     def set_state(self, state:dict):
         "Restore what `get_state` saved; refused if it belongs to another strategy or other parameters."
@@ -227,7 +222,7 @@ class Strategy:
             raise ConfigError(f"{me}: state saved with parameters {state.get('params')} but this strategy has {self.params}")
         if self._declared and state['symbols'] and 'indicators' not in state:
             raise ConfigError(f"{me}: this saved state keeps no declared indicators (saved by an earlier version, which kept them with "
-                              f"the per-symbol state); restoring it would start {', '.join(n for n, _ in self._declared)} cold. "
+                              f"the per-symbol state); restoring it would start {', '.join(n for n, _, _ in self._declared)} cold. "
                               "Start the session afresh (it warms up from history)")
         self.symbols, self._indicators = {}, {}
         for sym, saved in state['symbols'].items():
@@ -237,7 +232,7 @@ class Strategy:
                 if hasattr(cur, 'set_state'): cur.set_state(v)
                 else: setattr(st, k, v)
         for sym, saved in state.get('indicators', {}).items():
-            for ind, (name, _) in zip(self._of(sym), self._declared): ind.set_state(saved[name])
+            for ind, (name, _, _) in zip(self._of(sym), self._declared): ind.set_state(saved[name])
         return self
 
     def __repr__(self):
